@@ -1,0 +1,36 @@
+"""AckError: one content problem, reported back to the sender in an ERR segment.
+
+The acknowledgement module (`gateway.adapters.hl7v2.ack`) owns the class; until it exists this
+package carries an identical stand-in so mapping can be built and tested on its own.
+Codes are HL7 table 0357 (message error condition codes).
+"""
+
+from __future__ import annotations
+
+try:  # pragma: no cover - depends on which parts of the adapter exist yet
+    from gateway.adapters.hl7v2.ack import AckError
+except ImportError:  # pragma: no cover
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class AckError:  # type: ignore[no-redef]
+        segment: str
+        sequence: int
+        field: int | None
+        code: int
+        message: str
+
+
+SEGMENT_SEQUENCE = 100  # segment missing or out of order
+REQUIRED_FIELD_MISSING = 101
+DATA_TYPE_ERROR = 102
+TABLE_VALUE_NOT_FOUND = 103
+UNSUPPORTED_MESSAGE_TYPE = 200
+UNSUPPORTED_EVENT = 201
+UNSUPPORTED_VERSION = 203
+INTERNAL_ERROR = 207
+
+__all__ = [
+    "AckError", "SEGMENT_SEQUENCE", "REQUIRED_FIELD_MISSING", "DATA_TYPE_ERROR", "TABLE_VALUE_NOT_FOUND",
+    "UNSUPPORTED_MESSAGE_TYPE", "UNSUPPORTED_EVENT", "UNSUPPORTED_VERSION", "INTERNAL_ERROR",
+]

@@ -1,0 +1,126 @@
+"""The HTTP edge: turns Starlette requests into FhirRequests and FhirResponses into bytes.
+
+This is the only FHIR module that knows about HTTP. It also owns format negotiation, body limits
+and the rule that no error leaves as a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.config import Settings
+from gateway.fhir.context import GatewayContext
+from gateway.fhir.outcome import FhirError, Issue, operation_outcome, too_large
+from gateway.fhir.request import FhirRequest, FhirResponse
+from gateway.fhir.router import Router
+from gateway.formats import parse_body, render, response_format
+from gateway.store import open_store
+
+log = logging.getLogger("gateway")
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+
+
+def _base_url(settings: Settings, request: Request) -> str:
+    if settings.base_url:
+        return settings.base_url.rstrip("/")
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}/fhir"
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(f"Request body of {declared} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"Request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def to_fhir_request(ctx: GatewayContext, request: Request, path: str) -> FhirRequest:
+    method = request.method
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    content_type = headers.get("content-type", "")
+    freq = FhirRequest(method, path.strip("/"), params, headers, content_type=content_type,
+                       base_url=_base_url(ctx.settings, request))
+    if method in ("POST", "PUT", "PATCH"):
+        raw = await _read_body(request, ctx.settings.max_body_bytes)
+        if method == "PATCH":
+            freq.raw_body = raw
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            freq.params = params + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        elif raw.strip():
+            freq.body = parse_body(content_type, raw)
+    return freq
+
+
+def http_response(resp: FhirResponse, fmt: str, head: bool = False) -> Response:
+    payload = resp.json_bytes()
+    if payload is None:
+        return Response(status_code=resp.status, headers=resp.headers)
+    content, media = render(payload, fmt)
+    return Response(b"" if head else content, status_code=resp.status, headers=resp.headers, media_type=media)
+
+
+def error_response(exc: FhirError, fmt: str) -> Response:
+    import orjson
+
+    return http_response(FhirResponse(exc.status, body=orjson.dumps(exc.outcome()), headers=exc.headers), fmt)
+
+
+def create_app(settings: Settings, store=None) -> FastAPI:
+    store = store or open_store(settings)
+    ctx = GatewayContext(settings=settings, store=store)
+    ctx.router = Router(ctx)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await store.open()
+        from gateway.startup import load_conformance_resources
+
+        await load_conformance_resources(ctx)
+        yield
+        await store.close()
+
+    async def fhir_endpoint(request: Request) -> Response:
+        path = request.path_params.get("path", "")
+        fmt = "json"
+        try:
+            fmt = response_format(request.query_params.get("_format"), request.headers.get("accept"))
+            freq = await to_fhir_request(ctx, request, path)
+            if freq.method == "HEAD":
+                freq.method = "GET"
+            resp = await ctx.router.dispatch(freq)
+            return http_response(resp, fmt, head=request.method == "HEAD")
+        except FhirError as exc:
+            return error_response(exc, fmt)
+        except Exception:  # never a stack trace or SQL in a response body
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error_response(
+                FhirError(500, Issue("fatal", "exception", "The gateway could not process this request; it has been logged")),
+                fmt,
+            )
+
+    app = FastAPI(title="Active Recovery Gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.ctx = ctx
+    app.router.routes.append(Route("/fhir", fhir_endpoint, methods=_METHODS))
+    app.router.routes.append(Route("/fhir/{path:path}", fhir_endpoint, methods=_METHODS))
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: settings from GATEWAY_* variables (the CLI sets them from its flags)."""
+    from gateway.config import load_settings
+
+    return create_app(load_settings())

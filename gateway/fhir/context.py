@@ -1,0 +1,39 @@
+"""What every handler may use: settings, the store, code tables, validation, the event hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import Settings
+from gateway.fhir.outcome import FhirError, Issue, bad_request
+from gateway.fhir.structure import RESOURCE_TYPES
+from gateway.fhir.structure.validate import validate_resource
+
+
+@dataclass
+class GatewayContext:
+    settings: Settings
+    store: Any
+    concept_maps: dict[str, dict] = field(default_factory=dict)
+    router: Any = None
+    # Called after each committed write session with the rows it wrote (events, caches)
+    on_commit: list = field(default_factory=list)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def check_resource(self, resource: Any, rtype: str | None = None, where: str = "body") -> dict:
+        """A body is a known resource of the expected type and structurally valid R4 (else 400)."""
+        if not isinstance(resource, dict):
+            raise bad_request(f"The {where} must be a FHIR resource (a JSON object)", code="structure")
+        found = resource.get("resourceType")
+        if not isinstance(found, str) or found not in RESOURCE_TYPES:
+            raise bad_request(f"Unknown or missing resourceType {found!r} in the {where}", "resourceType", "structure")
+        if rtype and found != rtype:
+            raise bad_request(
+                f"The {where} is a {found} but the URL names {rtype}", f"{found}.resourceType", "invalid"
+            )
+        issues = validate_resource(resource)
+        errors = [i for i in issues if i.severity in ("error", "fatal")]
+        if errors:
+            raise FhirError(400, [Issue(i.severity, i.code, i.diagnostics, i.expression) for i in issues])
+        return resource

@@ -1,0 +1,125 @@
+"""FHIR operations: Patient/$everything (the shared history) and ConceptMap/$translate."""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.fhir.bundle_bytes import bundle_bytes, entry_bytes
+from gateway.fhir.outcome import bad_request, gone, not_found
+from gateway.fhir.request import FhirRequest, FhirResponse
+from gateway.fhir.search import DEFAULT_COUNT, MAX_COUNT, _url
+from gateway.fhir.search_parameters import PATIENT_COMPARTMENT
+from gateway.store.indexing import date_range
+
+# Resources a shared history needs to be read on its own: who and where, not only what.
+EVERYTHING_REFERENCED = ("Organization", "Practitioner", "PractitionerRole", "Location")
+
+
+def _params(req: FhirRequest) -> dict[str, str]:
+    """Operation parameters from the query string or a Parameters body."""
+    out = {k: v for k, v in req.params}
+    body = req.body
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for p in body.get("parameter", []):
+            for key, value in p.items():
+                if key.startswith("value"):
+                    out[p.get("name", "")] = value if not isinstance(value, dict) else value
+    return out
+
+
+async def everything(ctx, req: FhirRequest, id: str) -> FhirResponse:
+    params = _params(req)
+    since = None
+    if params.get("_since"):
+        try:
+            since = date_range(params["_since"], ctx.settings.tz)[0]
+        except Exception:
+            raise bad_request(f"_since {params['_since']!r} is not a FHIR instant", "_since", "value") from None
+    types = [t for t in params.get("_type", "").split(",") if t] or None
+    raw_count = params.get("_count")
+    if raw_count is not None and not str(raw_count).isdigit():
+        raise bad_request("_count must be a non-negative integer", "_count", "value")
+    count = min(int(raw_count), MAX_COUNT) if raw_count else None
+    offset_raw = params.get("_page_token", "0")
+    offset = int(offset_raw) if str(offset_raw).isdigit() else 0
+    pairs = [(t, p) for t, ps in PATIENT_COMPARTMENT.items() for p in ps]
+    async with ctx.store.session() as s:
+        patient = await s.read("Patient", id)
+        if patient is None:
+            raise not_found(f"Patient/{id} is not known")
+        if patient.deleted:
+            raise gone(f"Patient/{id} was deleted")
+        rows = await s.compartment(id, pairs, since, types)
+        members = [patient] + [r for r in rows if r.pk != patient.pk]
+        if since is not None and patient.last_updated < since:
+            members = members[1:]
+        if types:
+            members = [r for r in members if r.type in types]
+        seen = {r.pk for r in members}
+        wanted = [t for t in EVERYTHING_REFERENCED if not types or t in types]
+        if wanted:
+            referenced = await s.included([r.pk for r in members] + [patient.pk], None, None, None)
+            members += [r for r in referenced if r.type in wanted and r.pk not in seen]
+    total = len(members)
+    page = members[offset : offset + count] if count is not None else members
+    base = f"{req.base_url}/Patient/{id}/$everything"
+    kept = [(k, v) for k, v in req.params if k != "_page_token"]
+    links = [{"relation": "self", "url": _url(base, req.params)}]
+    if count is not None and offset + count < total:
+        links.append({"relation": "next", "url": _url(base, kept + [("_page_token", str(offset + count))])})
+    entries = [entry_bytes(f"{req.base_url}/{r.type}/{r.id}", r.content, {"search": {"mode": "match"}}) for r in page]
+    return FhirResponse(200, body=bundle_bytes("searchset", entries, total, links))
+
+
+def translate_code(conceptmap: dict, code: str, system: str | None) -> list[dict]:
+    """Matches of `code` in a ConceptMap's groups, as $translate `match` parts."""
+    matches = []
+    for group in conceptmap.get("group", []):
+        if system and group.get("source") not in (None, system):
+            continue
+        for element in group.get("element", []):
+            if element.get("code") != code:
+                continue
+            for target in element.get("target", []):
+                concept = {"system": group.get("target"), "code": target.get("code")}
+                if target.get("display"):
+                    concept["display"] = target["display"]
+                matches.append({"equivalence": target.get("equivalence", "equivalent"), "concept": concept,
+                                "source": conceptmap.get("url")})
+    return matches
+
+
+async def translate(ctx, req: FhirRequest, id: str | None = None) -> FhirResponse:
+    params = _params(req)
+    coding = params.get("coding") if isinstance(params.get("coding"), dict) else None
+    code = params.get("code") or (coding or {}).get("code")
+    system = params.get("system") or (coding or {}).get("system")
+    if not code:
+        raise bad_request("$translate needs a code (code+system or coding)", "code", "required")
+    async with ctx.store.session() as s:
+        if id:
+            row = await s.read("ConceptMap", id)
+            if row is None or row.deleted:
+                raise not_found(f"ConceptMap/{id} is not known")
+            maps = [orjson.loads(row.content)]
+        else:
+            url = params.get("url")
+            where = "r.type = ? AND r.deleted = 0"
+            args: list = ["ConceptMap"]
+            if url:
+                where += " AND r.pk IN (SELECT pk FROM idx_uri WHERE type = 'ConceptMap' AND param = 'url' AND uri = ?)"
+                args.append(url)
+            maps = [orjson.loads(r.content) for r in await s.find(where, args, limit=1000)]
+            if url and not maps:
+                raise not_found(f"No ConceptMap with url {url}")
+    matches = [m for cm in maps for m in translate_code(cm, str(code), system)]
+    parameter = [{"name": "result", "valueBoolean": bool(matches)}]
+    if not matches:
+        parameter.append({"name": "message", "valueString": f"No translation for {system or ''}|{code}"})
+    for m in matches:
+        parameter.append({"name": "match", "part": [
+            {"name": "equivalence", "valueCode": m["equivalence"]},
+            {"name": "concept", "valueCoding": m["concept"]},
+            {"name": "source", "valueUri": m["source"]},
+        ]})
+    return FhirResponse(200, resource={"resourceType": "Parameters", "parameter": parameter})

@@ -1,0 +1,62 @@
+"""What the rest of the gateway knows about storage: rows of JSON bytes and a session to change them.
+
+Handlers never see SQL. A `Session` is one unit of work: reads inside a write session see its own
+writes, and everything it wrote commits together or not at all. A FHIR transaction Bundle runs all
+its entries in one session; `Store.session()` hands back the session already open in the current
+task, so a handler cannot tell whether it is part of a Bundle or a plain request.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+active_session: contextvars.ContextVar = contextvars.ContextVar("active_session", default=None)
+
+
+@dataclass(slots=True)
+class StoredResource:
+    pk: int
+    type: str
+    id: str
+    version: int
+    last_updated: int  # microseconds since the epoch, UTC
+    deleted: bool
+    content: bytes | None  # JSON with meta.versionId/lastUpdated already set; None when deleted
+    seq: int = 0
+    method: str = ""
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_modified(self) -> str:
+        return format_datetime(datetime.fromtimestamp(self.last_updated / 1e6, timezone.utc), usegmt=True)
+
+    @property
+    def last_updated_iso(self) -> str:
+        return instant_iso(self.last_updated)
+
+
+def instant_iso(us: int) -> str:
+    """FHIR instant with millisecond precision in UTC."""
+    dt = datetime.fromtimestamp(us / 1e6, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+00:00"
+
+
+@dataclass(slots=True)
+class WriteResult:
+    resource: StoredResource
+    created: bool = False
+    changed: bool = True
+
+
+class VersionConflict(Exception):
+    """If-Match named a version that is not the current one."""
+
+    def __init__(self, current: int | None):
+        self.current = current
+        super().__init__(f"current version is {current}")

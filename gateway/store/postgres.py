@@ -1,0 +1,138 @@
+"""Production back end: PostgreSQL through asyncpg.
+
+The SQL is the shared one of `sql.py` with `?` placeholders rewritten to `$n` once per statement
+text. Races between processes on the same logical key (two clients sending the same conditional
+create) are serialised with transaction-scoped advisory locks, so the check and the insert happen
+as one step without SERIALIZABLE isolation.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any, AsyncIterator, Iterable
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from gateway.store.base import active_session
+from gateway.store.schema import SCHEMA_VERSION, ddl
+from gateway.store.sql import SqlSession
+
+
+@lru_cache(maxsize=4096)
+def _numbered(sql: str) -> str:
+    parts = sql.split("?")
+    out = [parts[0]]
+    for i, p in enumerate(parts[1:], 1):
+        out.append(f"${i}{p}")
+    return "".join(out)
+
+
+class _PgConn:
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    async def fetch(self, sql: str, args: Iterable[Any] = ()) -> list:
+        return await self.conn.fetch(_numbered(sql), *args)
+
+    async def fetchrow(self, sql: str, args: Iterable[Any] = ()):
+        return await self.conn.fetchrow(_numbered(sql), *args)
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> None:
+        await self.conn.execute(_numbered(sql), *args)
+
+    async def executemany(self, sql: str, rows: list[tuple]) -> None:
+        await self.conn.executemany(_numbered(sql), rows)
+
+
+class PostgresDialect:
+    name = "postgres"
+
+    def for_update(self, write: bool) -> str:
+        return " FOR UPDATE" if write else ""
+
+    async def next_seq(self, conn: _PgConn) -> int:
+        return await conn.conn.fetchval("SELECT nextval('change_seq')")
+
+    async def lock(self, conn: _PgConn, key: str) -> None:
+        await conn.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Our own `?schema=name` URL parameter selects a schema (tests use one each)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    schema = query.pop("schema", [None])[0]
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunsplit((parts.scheme.replace("postgresql+asyncpg", "postgresql"), parts.netloc, parts.path, rest, "")), schema
+
+
+class PostgresStore:
+    dialect_name = "postgres"
+
+    def __init__(self, url: str, tz: ZoneInfo, pool_size: int = 10):
+        self.url, self.schema = split_schema(url)
+        self.tz = tz
+        self.pool_size = pool_size
+        self.dialect = PostgresDialect()
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        settings = {"search_path": self.schema} if self.schema else {}
+        if self.schema:
+            conn = await asyncpg.connect(self.url)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            finally:
+                await conn.close()
+        self.pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=self.pool_size, server_settings=settings
+        )
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                # Several workers may start at once: one migrates, the others wait.
+                await conn.execute("SELECT pg_advisory_xact_lock(7406001)")
+                for stmt in ddl("postgres"):
+                    await conn.execute(stmt)
+                await conn.execute(
+                    "INSERT INTO schema_info (name, value) VALUES ('version', $1) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    str(SCHEMA_VERSION),
+                )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    async def drop_schema(self) -> None:
+        """Tests: remove this store's schema entirely."""
+        if self.schema:
+            async with self.pool.acquire() as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    @asynccontextmanager
+    async def session(self, write: bool = False) -> AsyncIterator[SqlSession]:
+        current = active_session.get()
+        if current is not None and (current.write or not write):
+            yield current
+            return
+        async with self.pool.acquire() as conn:
+            if not write:
+                yield SqlSession(_PgConn(conn), self.dialect, self.tz, False)
+                return
+            tx = conn.transaction()
+            await tx.start()
+            session = SqlSession(_PgConn(conn), self.dialect, self.tz, True)
+            token = active_session.set(session)
+            try:
+                yield session
+            except BaseException:
+                await tx.rollback()
+                raise
+            else:
+                await tx.commit()
+            finally:
+                active_session.reset(token)
