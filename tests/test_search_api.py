@@ -55,7 +55,8 @@ def world(http, tag):
          "code": {"coding": [{"system": "http://snomed.info/sct", "code": "1255661000000109", "display": "Referral to reablement service"}]},
          "subject": ref(0), "encounter": ref(3), "occurrenceDateTime": "2026-04-02"},
         {"resourceType": "CarePlan", "identifier": [{"system": T, "value": tag}], "status": "active", "intent": "plan",
-         "subject": ref(0), "basedOn": [ref(5)], "period": {"start": "2026-04-03", "end": "2026-04-30"}},
+         "subject": ref(0), "basedOn": [ref(5)], "period": {"start": "2026-04-03", "end": "2026-04-30"},
+         "note": [{"text": "Prefers morning visits"}]},
     ]
     return dict(zip(["p0", "p1", "p2", "e0", "e1", "sr", "cp"], tx(http, people)))
 
@@ -200,6 +201,13 @@ def test_summary_count_total_elements(http, tag, world):
     res = r["entry"][0]["resource"]
     assert set(res) <= {"resourceType", "id", "meta", "gender"}
     assert any(t["code"] == "SUBSETTED" for t in res["meta"]["tag"])
+    r = search(http, "Patient", tag, _summary="true", _id=world["p0"])
+    res = r["entry"][0]["resource"]
+    # summary elements stay (name, gender, birthDate, identifier); non-summary ones go
+    assert res["name"] and res["gender"] == "female" and res["identifier"]
+    r = search(http, "CarePlan", tag, _summary="true")
+    assert "basedOn" in r["entry"][0]["resource"] and "subject" in r["entry"][0]["resource"]
+    assert "note" not in r["entry"][0]["resource"]
 
 
 def test_count_default_and_max(http, tag):

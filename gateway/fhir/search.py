@@ -15,6 +15,7 @@ from gateway.fhir.bundle_bytes import bundle_bytes, entry_bytes
 from gateway.fhir.outcome import bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search_parameters import search_params_for
+from gateway.fhir.structure import summary_elements
 from gateway.store.search_sql import SearchError, compile_search, sort_expression
 
 RESULT_PARAMS = frozenset(
@@ -139,9 +140,12 @@ def _elements(control: dict[str, list[str]]) -> set[str] | None:
 
 def _entry(req: FhirRequest, row, mode: str, elements: set[str] | None, summary: str | None) -> bytes:
     content = row.content
-    if elements is not None or summary in ("data", "text"):
+    if elements is not None or summary in ("data", "text", "true"):
         res = orjson.loads(content)
-        if elements is not None:
+        if summary == "true":
+            keep = summary_elements(row.type) | {"resourceType", "id", "meta"}
+            res = {k: v for k, v in res.items() if k in keep}
+        elif elements is not None:
             keep = elements | {"resourceType", "id", "meta"}
             res = {k: v for k, v in res.items() if k in keep}
         elif summary == "data":

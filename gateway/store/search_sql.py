@@ -52,6 +52,8 @@ class _Unsupported(SearchError):
 
 @dataclass
 class CompiledFilter:
+    """`where` over alias `r` with `?` placeholders; `ignored` lists names skipped when lenient."""
+
     where: str
     args: list
     ignored: list[str] = field(default_factory=list)
@@ -108,9 +110,6 @@ def sort_expression(resource_type: str, name: str) -> tuple[str, list]:
     return f"(SELECT MIN({col}) FROM {_TABLE[sp.type]} s WHERE s.pk = r.pk AND s.param = ?)", [name]
 
 
-# --- dispatch -------------------------------------------------------------------------------
-
-
 @dataclass
 class _Q:
     """One parameter being compiled: where it applies (type, alias) and what the client sent."""
@@ -128,7 +127,7 @@ class _Q:
     def unsupported(self) -> _Unsupported:
         return _Unsupported(f"Modifier ':{self.mod}' is not supported for parameter '{self.sp.name}'", self.name)
 
-    def match(self, table: str, param: str, parts: list[str], one: Callable[[str, str], Frag], negate: bool = False) -> Frag:
+    def match(self, table: str, param: str, parts: list[str], one: Callable[[str, str], Frag], negate=False) -> Frag:
         """`alias.pk [NOT] IN (rows of param in table matching any of parts)`."""
         ia = self.ctx.alias("i")
         conds, args = [], [self.rtype, param]
@@ -171,9 +170,8 @@ def _missing(q: _Q, value: str) -> Frag:
     if q.sp.name in ("_id", "_lastUpdated"):  # columns every resource has
         return ("1 = 0" if value == "true" else "1 = 1"), []
     ia = q.ctx.alias("m")
-    op = "NOT IN" if value == "true" else "IN"
     sub = f"SELECT {ia}.pk FROM {_TABLE[q.sp.type]} {ia} WHERE {ia}.type = ? AND {ia}.param = ?"
-    return f"{q.alias}.pk {op} ({sub})", [q.rtype, q.sp.name]
+    return f"{q.alias}.pk {'NOT IN' if value == 'true' else 'IN'} ({sub})", [q.rtype, q.sp.name]
 
 
 # --- string, token, uri -----------------------------------------------------------------------
@@ -271,7 +269,7 @@ def _reference(q: _Q, parts: list[str]) -> Frag:
         if "://" in v or v.startswith("urn:"):
             return f"{ia}.target_url = ?", [v.split("|", 1)[0]]  # canonicals are stored unversioned
         parsed = parse_reference(v)
-        if parsed is None or "/" in v and parsed[0] is None:
+        if parsed is None or ("/" in v and parsed[0] is None):  # '#x', 'patient/1', 'a/b/c'
             raise q.error(f"Invalid reference '{v}' for '{q.sp.name}'")
         ttype, tid, _ = parsed
         if ttype is None:  # a bare id, of any target type unless the modifier names one
@@ -345,6 +343,7 @@ def _prefixed(q: _Q, part: str) -> tuple[str, str]:
 
 def _date_value(q: _Q, part: str) -> tuple[str, int, int]:
     prefix, rest = _prefixed(q, part)
+    rest = rest.replace(" ", "+")  # an unencoded '+' in the offset arrives as a space
     try:
         low, high = date_range(rest, q.ctx.tz)
     except ValueError:

@@ -21,6 +21,7 @@ __all__ = [
     "RESOURCE_TYPES",
     "RESOURCE",
     "type_info",
+    "summary_elements",
     "is_primitive",
 ]
 
@@ -108,6 +109,12 @@ def _load() -> _Table:
 def type_info(name: str) -> TypeInfo | None:
     """Structure of a resource, datatype or backbone type; None if unknown."""
     return _load().get(name)
+
+
+def summary_elements(resource_type: str) -> frozenset[str]:
+    """Top-level elements a resource keeps under `_summary=true` (isSummary in the spec)."""
+    raw = _load().raw_types.get(resource_type) or {}
+    return frozenset(raw.get("summary", ()))
 
 
 def is_primitive(type_name: str) -> bool:

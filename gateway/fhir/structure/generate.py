@@ -113,6 +113,7 @@ def _describe(name: str, cls: type) -> dict[str, Any]:
     by_alias = {f.alias or n: f for n, f in cls.model_fields.items()}
     elements: list[list[Any]] = []
     required_choices: list[str] = []
+    summary: list[str] = []
     for json_name in cls.elements_sequence():
         field = by_alias[json_name]
         extra = field.json_schema_extra or {}
@@ -120,6 +121,8 @@ def _describe(name: str, cls: type) -> dict[str, Any]:
         # Required primitives are Optional in pydantic (the ``_x`` shadow may
         # stand in for the value) and flagged with ``element_required``.
         required = field.is_required() or bool(extra.get("element_required"))
+        if extra.get("summary_element_property"):
+            summary.append(json_name)
         choice = extra.get("one_of_many")
         choice_name = f"{choice}[x]" if choice else ""
         if choice and extra.get("one_of_many_required"):
@@ -134,6 +137,8 @@ def _describe(name: str, cls: type) -> dict[str, Any]:
         out["base"] = bases[0]
     if required_choices:
         out["requiredChoices"] = required_choices
+    if out["kind"] == "resource":
+        out["summary"] = summary  # elements kept by _summary=true
     return out
 
 

@@ -1,0 +1,82 @@
+"""Property: any valid resource POSTed comes back equal, apart from id and meta (JSON and XML)."""
+
+from __future__ import annotations
+
+import string
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+text = st.text(alphabet=string.ascii_letters + string.digits + " '-éøñ.,", min_size=1, max_size=20).map(str.strip).filter(bool)
+code = st.sampled_from(["a", "home", "work", "temp", "old", "usual", "official"])
+date = st.dates().map(lambda d: d.isoformat()).filter(lambda s: s[0] in "12")
+instant = st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)).map(
+    lambda d: d.replace(microsecond=0).isoformat()).filter(lambda s: s[0] in "12")
+uri = st.from_regex(r"https://fhir\.example\.org/[a-z]{1,8}(/[a-z0-9]{1,6})?", fullmatch=True)
+
+identifier = st.fixed_dictionaries({"system": uri, "value": text}, optional={"use": st.sampled_from(["usual", "official", "secondary"])})
+coding = st.fixed_dictionaries({"system": uri, "code": st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True)}, optional={"display": text})
+name = st.fixed_dictionaries({}, optional={"family": text, "given": st.lists(text, min_size=1, max_size=3),
+                                           "prefix": st.lists(text, min_size=1, max_size=2), "use": st.sampled_from(["official", "usual", "nickname"])}).filter(bool)
+address = st.fixed_dictionaries({}, optional={"line": st.lists(text, min_size=1, max_size=3), "city": text, "postalCode": text,
+                                              "period": st.fixed_dictionaries({"start": date})}).filter(bool)
+extension = st.one_of(
+    st.fixed_dictionaries({"url": uri, "valueString": text}),
+    st.fixed_dictionaries({"url": uri, "valueBoolean": st.booleans()}),
+    st.fixed_dictionaries({"url": uri, "valueInteger": st.integers(-1000, 1000)}),
+    st.fixed_dictionaries({"url": uri, "valueCoding": coding}),
+    st.fixed_dictionaries({"url": uri, "valueDateTime": instant}),
+)
+patient = st.fixed_dictionaries(
+    {"resourceType": st.just("Patient")},
+    optional={
+        "identifier": st.lists(identifier, min_size=1, max_size=3),
+        "active": st.booleans(),
+        "name": st.lists(name, min_size=1, max_size=2),
+        "gender": st.sampled_from(["male", "female", "other", "unknown"]),
+        "birthDate": date,
+        "deceasedBoolean": st.booleans(),
+        "address": st.lists(address, min_size=1, max_size=2),
+        "telecom": st.lists(st.fixed_dictionaries({"system": st.sampled_from(["phone", "email"]), "value": text}), min_size=1, max_size=2),
+        "extension": st.lists(extension, min_size=1, max_size=3),
+        "maritalStatus": st.fixed_dictionaries({"coding": st.lists(coding, min_size=1, max_size=2)}, optional={"text": text}),
+    },
+)
+observation = st.fixed_dictionaries(
+    {"resourceType": st.just("Observation"), "status": st.sampled_from(["final", "amended", "preliminary"]),
+     "code": st.fixed_dictionaries({"coding": st.lists(coding, min_size=1, max_size=2)})},
+    optional={
+        "effectiveDateTime": instant,
+        "valueQuantity": st.fixed_dictionaries({"value": st.integers(0, 500), "unit": st.just("kg"),
+                                                "system": st.just("http://unitsofmeasure.org"), "code": st.just("kg")}),
+        "note": st.lists(st.fixed_dictionaries({"text": text}), min_size=1, max_size=2),
+        "category": st.lists(st.fixed_dictionaries({"coding": st.lists(coding, min_size=1, max_size=1)}), min_size=1, max_size=2),
+    },
+)
+
+
+def strip(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k not in ("id", "meta")}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(resource=st.one_of(patient, observation))
+def test_json_round_trip(base, resource):
+    with httpx.Client(base_url=base, timeout=30) as c:
+        r = c.post(f"/{resource['resourceType']}", json=resource)
+        assert r.status_code == 201, r.text
+        back = c.get(f"/{resource['resourceType']}/{r.json()['id']}").json()
+    assert strip(back) == resource
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(resource=st.one_of(patient, observation))
+def test_xml_round_trip(base, resource):
+    with httpx.Client(base_url=base, timeout=30) as c:
+        created = c.post(f"/{resource['resourceType']}", json=resource).json()
+        xml = c.get(f"/{resource['resourceType']}/{created['id']}", params={"_format": "xml"}).content
+        again = c.post(f"/{resource['resourceType']}", content=xml, headers={"Content-Type": "application/fhir+xml"})
+        assert again.status_code == 201, again.text
+        back = c.get(f"/{resource['resourceType']}/{again.json()['id']}").json()
+    assert strip(back) == resource

@@ -1,0 +1,39 @@
+"""Two gateway processes on one store: conditional creates from two clients stay duplicate-free."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from conftest import GatewayProcess, drop_pg_schema, pg_schema_url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_gateways(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if request.param == "sqlite" else pg_schema_url()
+    a = GatewayProcess(url, tmp_path).start()
+    b = GatewayProcess(url, tmp_path).start()
+    yield a, b
+    a.stop()
+    b.stop()
+    if request.param == "postgres":
+        asyncio.run(drop_pg_schema(url))
+
+
+async def test_conditional_create_race_across_processes(two_gateways):
+    a, b = two_gateways
+    rounds = 15
+    async with httpx.AsyncClient(timeout=30) as client:
+        for n in range(rounds):
+            ident = f"https://fhir.example.org/Id/race|p{n}"
+            body = {"resourceType": "Patient", "identifier": [{"system": "https://fhir.example.org/Id/race", "value": f"p{n}"}]}
+            results = await asyncio.gather(*[
+                client.post(f"{g.base}/Patient", json=body, headers={"If-None-Exist": f"identifier={ident}"})
+                for g in (a, b, a, b)
+            ])
+            assert [r.status_code for r in results].count(201) == 1, [r.text for r in results]
+        for n in range(rounds):
+            found = await client.get(f"{a.base}/Patient", params={"identifier": f"https://fhir.example.org/Id/race|p{n}"})
+            assert found.json()["total"] == 1
