@@ -90,7 +90,21 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         from gateway.startup import load_conformance_resources
 
         await load_conformance_resources(ctx)
+        from gateway.pipeline.hl7v2 import Hl7v2Pipeline
+
+        ctx.services["hl7v2"] = Hl7v2Pipeline(ctx)
+        mllp = None
+        if settings.mllp_port:
+            from gateway.transport.mllp import start_mllp_server
+
+            mllp = await start_mllp_server(lambda raw: ctx.services["hl7v2"].receive(raw, "mllp"),
+                                           settings.mllp_host or settings.host, settings.mllp_port,
+                                           max_message_bytes=settings.max_body_bytes)
+            log.info("MLLP listener on %s:%s", settings.mllp_host or settings.host, settings.mllp_port)
         yield
+        if mllp is not None:
+            mllp.close()
+            await mllp.wait_closed()
         await store.close()
 
     async def fhir_endpoint(request: Request) -> Response:
@@ -114,6 +128,9 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     app = FastAPI(title="Active Recovery Gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
+    from gateway.inbound import ROUTES as INBOUND_ROUTES
+
+    app.router.routes.extend(INBOUND_ROUTES)
     app.router.routes.append(Route("/fhir", fhir_endpoint, methods=_METHODS))
     app.router.routes.append(Route("/fhir/{path:path}", fhir_endpoint, methods=_METHODS))
     return app

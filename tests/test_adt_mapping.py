@@ -213,7 +213,7 @@ def test_verification_status_from_zu1_27_when_pid_32_absent(run):
 
 def test_nhs_number_failing_modulus_11_is_rejected_on_pid_3(run):
     m = run(adt("A01", pid={3: "RR81234567^^^RR8^MR~9434765918^^^NHS^NH"}))
-    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PID", 3, 102)]
+    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PID", 3, "102")]
     assert "Modulus 11" in m.errors[0].message
     assert all(i["system"] != NHS for i in m.patient["identifier"])  # never kept as a matching key
     assert m.patient_keys == [(LTH_MRN, "RR81234567")]
@@ -221,7 +221,7 @@ def test_nhs_number_failing_modulus_11_is_rejected_on_pid_3(run):
 
 def test_test_range_nhs_number_rejected_on_live_production_feed(run):
     live = run(adt("A01", processing="P"))  # RR8: allow_test_nhs_numbers false
-    assert [(e.field, e.code) for e in live.errors] == [(3, 102)]
+    assert [(e.field, e.code) for e in live.errors] == [(3, "102")]
     assert run(adt("A01", processing="T")).errors == []
     assert run(adt("A01", processing="P", facility="RXX01")).errors == []  # feed allows test numbers
 
@@ -230,7 +230,7 @@ def test_death_and_pid_without_identifiers(run):
     m = run(adt("A08", pid={29: "20250314093000", 30: "Y"}))
     assert m.patient["deceasedDateTime"] == "2025-03-14T09:30:00+00:00"
     m = run(adt("A08", pid={3: ""}))
-    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PID", 3, 101)]
+    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PID", 3, "101")]
 
 
 # --------------------------------------------------------------------------- time zones
@@ -253,7 +253,7 @@ def test_times_without_offset_are_london_local_time(run):
 
 def test_malformed_time_is_a_data_type_error(run):
     m = run(discharge(pv1={45: "20251345"}))
-    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PV1", 45, 102)]
+    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PV1", 45, "102")]
 
 
 def _london():
@@ -278,7 +278,9 @@ def test_encounter_is_uk_core_spell(run):
     assert atnd["individual"]["identifier"] == {"system": GMC, "value": "1234567"}  # consultant code C + GMC
     ward = e["location"][0]
     assert ward["location"]["identifier"] == {"system": "https://fhir.leedsth.nhs.uk/Id/ward", "value": "WARD7"}
-    assert ward["period"]["start"] == "2025-03-01T10:15:00+00:00"
+    assert "period" not in ward  # an A03 names the ward, not when the patient arrived on it
+    admitted = run(adt("A01")).encounter["location"][0]
+    assert admitted["period"] == {"start": "2025-03-01T10:15:00+00:00"}
     h = e["hospitalization"]
     assert codings(h["admitSource"]) == [("https://fhir.hl7.org.uk/CodeSystem/UKCore-SourceOfAdmissionEngland", "19")]
     assert h["extension"][0]["url"].endswith("Extension-UKCore-AdmissionMethod")
@@ -417,13 +419,13 @@ def test_every_event_has_an_action():
 
 
 @pytest.mark.parametrize("text,expected", [
-    (adt("A99"), [("MSH", 9, 201)]),
-    (adt("A01", version="2.2"), [("MSH", 12, 203)]),
-    (adt("A01", version="2.6"), [("MSH", 12, 203)]),
-    (adt("R01", msh_type="ORU"), [("MSH", 9, 200)]),
-    (adt("A01", pv1={19: ""}), [("PV1", 19, 101)]),
-    (adt("A03", pv1={2: ""}), [("PV1", 2, 101)]),
-    (adt("A01", pv1={2: "Q"}), [("PV1", 2, 103)]),
+    (adt("A99"), [("MSH", 9, "201")]),
+    (adt("A01", version="2.2"), [("MSH", 12, "203")]),
+    (adt("A01", version="2.6"), [("MSH", 12, "203")]),
+    (adt("R01", msh_type="ORU"), [("MSH", 9, "200")]),
+    (adt("A01", pv1={19: ""}), [("PV1", 19, "101")]),
+    (adt("A03", pv1={2: ""}), [("PV1", 2, "101")]),
+    (adt("A01", pv1={2: "Q"}), [("PV1", 2, "103")]),
 ])
 def test_content_errors_become_ack_errors(run, text, expected):
     m = run(text)
@@ -438,7 +440,7 @@ def test_supported_versions(run, version):
 def test_missing_pid_segment(run, feeds, codes):
     text = "\r".join(line for line in adt("A01").split("\r") if not line.startswith("PID"))
     m = map_adt(parse_message(text), feeds, codes)
-    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PID", None, 100)]
+    assert [(e.segment, e.field, e.code) for e in m.errors] == [("PID", None, "100")]
 
 
 def test_person_events_and_demographic_a08_have_no_encounter(run):
@@ -455,4 +457,14 @@ def test_merge_lists_retired_identifiers(run):
     assert m.errors == [] and m.action == "merge"
     assert m.merge_from == [(LTH_MRN, "RR81234567")]  # the shared NHS number identifies the survivor
     missing = run(adt("A40"))
-    assert [(e.segment, e.code) for e in missing.errors] == [("MRG", 100)]
+    assert [(e.segment, e.code) for e in missing.errors] == [("MRG", "100")]
+
+
+def test_errors_render_in_the_ack(run):
+    from gateway.adapters.hl7v2.ack import build_ack
+
+    text = adt("A01", pid={3: "9434765918^^^NHS^NH"})
+    m = run(text)
+    ack = build_ack(parse_message(text), "AE", control_id="ACK1", errors=m.errors)
+    err = next(line for line in ack.split("\r") if line.startswith("ERR"))
+    assert err.startswith("ERR|PID^1^3^102&Data type error&HL70357|PID^1^3|102^")

@@ -123,14 +123,15 @@ def _reencode(raw: str, src: Encoding, dst: Encoding = STANDARD_ENCODING) -> str
 def _err_segment(err: AckError) -> str:
     e = escape
     field = "" if err.field is None else str(err.field)
-    label = TABLE_0357.get(err.code, "")
+    code = str(err.code)  # mappers may give table 0357 codes as ints
+    label = TABLE_0357.get(code, "")
     sub = STANDARD_ENCODING.subcomponent
     # ERR-1 (v2.3/2.4 ELD): segment^sequence^field^code, the code a CE written as sub-components.
-    err1 = f"{e(err.segment)}^{err.sequence}^{field}^{e(err.code)}{sub}{e(label)}{sub}HL70357"
+    err1 = f"{e(err.segment)}^{err.sequence}^{field}^{e(code)}{sub}{e(label)}{sub}HL70357"
     # ERR-2 (v2.5 ERL): segment^sequence^field.
     err2 = f"{e(err.segment)}^{err.sequence}^{field}".rstrip("^") if err.segment else ""
     # ERR-3 (CWE): code^text^coding system.
-    err3 = f"{e(err.code)}^{e(label)}^HL70357"
+    err3 = f"{e(code)}^{e(label)}^HL70357"
     return "|".join(["ERR", err1, err2, err3, e(err.severity), "", "", "", e(err.message)])
 
 

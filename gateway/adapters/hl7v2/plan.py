@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from dataclasses import replace
 from datetime import datetime
 
 from gateway.adapters.hl7v2.mapping.datatypes import instant
@@ -80,46 +81,43 @@ def plan_writes(m: AdtMapping, found: dict[str, dict | None]) -> list[dict]:
     """Transaction Bundle entries for `m`, given the lookups' results. [] when `m` has errors."""
     if m.errors or m.patient is None or not m.patient_keys:
         return []
-    entries: list[dict] = []
-    refs: dict[str, str] = {}
-
     # Patient: NHS number hit first, then local identifiers, in lookup order
     existing = next((found.get(name) for name in _patient_lookup_names(m) if found.get(name)), None)
+    existing_enc = found.get("encounter") if m.encounter_key else None
+    existing_ref = found.get("referral")
+
+    # Every reference target is known before merging (found id, or the uuid5 fullUrl of a
+    # create), so merges compare resolved references and re-planning is stable.
+    refs = {PATIENT_REF: _planned_ref("Patient", existing, m.patient_keys[0])}
+    if m.encounter_key:
+        refs[ENCOUNTER_REF] = _planned_ref("Encounter", existing_enc, m.encounter_key)
+    for i, condition in enumerate(m.conditions):
+        refs[f"{CONDITION_REF}{i}"] = _planned_ref("Condition", found.get(f"condition_{i}"), _key(condition))
+    if m.referral_key:
+        refs[REFERRAL_REF] = _planned_ref("ServiceRequest", existing_ref, m.referral_key)
+    m = replace(m, patient=_resolved(m.patient, refs), encounter=_resolved(m.encounter, refs),
+                conditions=[_resolved(c, refs) for c in m.conditions], referral=_resolved(m.referral, refs))
+
+    entries: list[dict] = []
     patient = _merge_patient(existing, m)
-    patient_entry = _entry("Patient", patient, existing, m.patient_keys[0])
-    refs[PATIENT_REF] = _ref("Patient", existing, patient_entry)
-    entries.append(patient_entry)
+    entries.append(_entry("Patient", patient, existing, m.patient_keys[0]))
     if m.action == "merge":
         entries += _merge_links(m, found, patient, existing, refs[PATIENT_REF])
 
-    newer = True
-    if m.encounter is not None and m.encounter_key is not None:
-        existing_enc = found.get("encounter")
-        newer = _is_newer(m, _last_event(existing_enc, None))
-        encounter = _merge_encounter(existing_enc, m, newer)
-        enc_entry = _entry("Encounter", encounter, existing_enc, m.encounter_key)
-        refs[ENCOUNTER_REF] = _ref("Encounter", existing_enc, enc_entry)
-        entries.append(enc_entry)
-
-        for i, condition in enumerate(m.conditions):
-            existing_c = found.get(f"condition_{i}")
-            if existing_c is not None and not newer:
-                refs[f"{CONDITION_REF}{i}"] = f"Condition/{existing_c['id']}"
-                continue
-            merged = {**_strip(existing_c), **copy.deepcopy(condition)} if existing_c else copy.deepcopy(condition)
-            c_entry = _entry("Condition", merged, existing_c, _key(condition))
-            refs[f"{CONDITION_REF}{i}"] = _ref("Condition", existing_c, c_entry)
-            entries.append(c_entry)
-
-        if newer:
-            referral = _plan_referral(m, found.get("referral"))
-            if referral is not None:
-                r_entry = _entry("ServiceRequest", referral, found.get("referral"), m.referral_key)
-                refs[REFERRAL_REF] = _ref("ServiceRequest", found.get("referral"), r_entry)
-                entries.append(r_entry)
-
-    for entry in entries:
-        _resolve(entry["resource"], refs)
+    if m.encounter is None or m.encounter_key is None:
+        return entries
+    newer = _is_newer(m, _last_event(existing_enc, None))
+    entries.append(_entry("Encounter", _merge_encounter(existing_enc, m, newer), existing_enc, m.encounter_key))
+    for i, condition in enumerate(m.conditions):
+        existing_c = found.get(f"condition_{i}")
+        if existing_c is not None and not newer:
+            continue  # an older message does not rewrite a diagnosis a newer one recorded
+        merged = {**_strip(existing_c), **condition} if existing_c else condition
+        entries.append(_entry("Condition", merged, existing_c, _key(condition)))
+    if newer:
+        referral = _plan_referral(m, existing_ref)
+        if referral is not None:
+            entries.append(_entry("ServiceRequest", referral, existing_ref, m.referral_key))
     return entries
 
 
@@ -136,8 +134,16 @@ def _patient_lookup_names(m: AdtMapping) -> list[str]:
 # --------------------------------------------------------------------------- entries and references
 
 
+def _full_url(resource_type: str, key: Key) -> str:
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{resource_type}|{key[0]}|{key[1]}')}"
+
+
+def _planned_ref(resource_type: str, existing: dict | None, key: Key) -> str:
+    return f"{resource_type}/{existing['id']}" if existing is not None else _full_url(resource_type, key)
+
+
 def _entry(resource_type: str, resource: dict, existing: dict | None, key: Key) -> dict:
-    full_url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{resource_type}|{key[0]}|{key[1]}')}"
+    full_url = _full_url(resource_type, key)
     if existing is None:
         return {"fullUrl": full_url, "resource": resource,
                 "request": {"method": "POST", "url": resource_type, "ifNoneExist": _query(key)}}
@@ -149,12 +155,16 @@ def _entry(resource_type: str, resource: dict, existing: dict | None, key: Key) 
     return {"fullUrl": full_url, "resource": resource, "request": request}
 
 
-def _ref(resource_type: str, existing: dict | None, entry: dict) -> str:
-    return f"{resource_type}/{existing['id']}" if existing is not None else entry["fullUrl"]
+def _resolved(resource: dict | None, refs: dict[str, str]) -> dict | None:
+    """A deep copy of a mapped resource with placeholder references (urn:gateway:...) resolved."""
+    if resource is None:
+        return None
+    out = copy.deepcopy(resource)
+    _resolve(out, refs)
+    return out
 
 
 def _resolve(node, refs: dict[str, str]) -> None:
-    """Replace placeholder references (urn:gateway:...) in place."""
     if isinstance(node, dict):
         ref = node.get("reference")
         if isinstance(ref, str) and ref in refs:
@@ -403,6 +413,8 @@ def _apply_event(enc: dict, m: AdtMapping, msg_loc: dict | None, message: dict, 
             enc["status"] = "in-progress"
         if not locations and msg_loc:
             locations.append(msg_loc)
+        elif last is not None and last.get("status") == "planned":
+            locations[-1] = msg_loc or {**last, "status": "active"}  # the planned bed is now taken
     elif action == "pre-admit":
         if status in (None, "planned") or fresh:
             enc["status"] = "planned"
@@ -429,7 +441,9 @@ def _apply_event(enc: dict, m: AdtMapping, msg_loc: dict | None, message: dict, 
     elif action == "discharge":
         enc["status"] = "finished"
         if msg_loc and (last is None or _ward(last) != _ward(msg_loc)) and not fresh:
-            locations.append(copy.deepcopy(msg_loc))  # discharged from a ward we never heard of
+            if last is not None:
+                last["status"] = "completed"  # left it for a ward we never heard of; when is unknown
+            locations.append(copy.deepcopy(msg_loc))
         if locations:
             locations[-1]["status"] = "completed"
             if m.discharge_time:

@@ -78,7 +78,9 @@ def apply(ctx: Context, status: str | None, required: bool) -> None:
         enc["period"] = period
     location = _location(ctx, pv1, 3, "planned" if status == "planned" else "active")
     if location:
-        if start and status != "planned":
+        # Only an admission says when the patient arrived on the PV1-3 ward (A02's start is the
+        # transfer time, set by the planner); later events name the ward, not its start.
+        if start and ctx.out.action in ("admit", "register"):
             location["period"] = {"start": start}
         enc["location"] = [location]
     hospitalization = _hospitalization(ctx, pv1)
