@@ -47,6 +47,86 @@ def serve(**flags) -> None:
     )
 
 
+@main.group()
+def inbox() -> None:
+    """Inspect and replay inbound messages recorded in the inbox."""
+
+
+def _run(coro_fn):
+    import asyncio
+
+    return asyncio.run(coro_fn())
+
+
+def _context():
+    from gateway.fhir.context import GatewayContext
+    from gateway.fhir.router import Router
+    from gateway.store import open_store
+
+    settings = load_settings()
+    ctx = GatewayContext(settings=settings, store=open_store(settings))
+    ctx.router = Router(ctx)
+    return ctx
+
+
+@inbox.command("list")
+@click.option("--status", default=None, help="received, stored, failed or rejected")
+@click.option("--limit", type=int, default=50)
+def inbox_list(status: str | None, limit: int) -> None:
+    """List recent inbox entries (newest first)."""
+    from gateway.store import inbox as rows
+
+    async def go():
+        ctx = _context()
+        await ctx.store.open()
+        try:
+            async with ctx.store.session() as s:
+                for e in await rows.listing(s, status, None, limit):
+                    errs = "; ".join(x.get("message", "") for x in e.detail.get("errors", []))
+                    click.echo(f"{e.id}\t{e.status}\t{e.channel}\t{e.sender}\t{e.control_id}\t{e.message_type}\t{errs}")
+        finally:
+            await ctx.store.close()
+
+    _run(go)
+
+
+@inbox.command("replay")
+@click.argument("entry_id", required=False, type=int)
+@click.option("--failed", is_flag=True, help="Replay every failed message, oldest first")
+def inbox_replay(entry_id: int | None, failed: bool) -> None:
+    """Re-run recorded messages through the current mappings (after a mapping fix)."""
+    if (entry_id is None) == (not failed):
+        raise click.UsageError("give one inbox ID or --failed")
+    from gateway.pipeline.hl7v2 import Hl7v2Pipeline
+    from gateway.startup import load_conformance_resources
+    from gateway.store import inbox as rows
+
+    async def go():
+        ctx = _context()
+        await ctx.store.open()
+        try:
+            await load_conformance_resources(ctx)
+            pipeline = Hl7v2Pipeline(ctx)
+            if failed:
+                async with ctx.store.session() as s:
+                    ids = await rows.ids_with_status(s, ("failed",))
+            else:
+                ids = [entry_id]
+            counts: dict[str, int] = {}
+            for i in ids:
+                try:
+                    status = await pipeline.replay(i)
+                except KeyError:
+                    raise click.ClickException(f"no inbox entry {i}") from None
+                counts[status] = counts.get(status, 0) + 1
+                click.echo(f"{i}\t{status}")
+            click.echo(f"replayed {len(ids)}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        finally:
+            await ctx.store.close()
+
+    _run(go)
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

@@ -219,11 +219,13 @@ def test_nhs_number_failing_modulus_11_is_rejected_on_pid_3(run):
     assert m.patient_keys == [(LTH_MRN, "RR81234567")]
 
 
-def test_test_range_nhs_number_rejected_on_live_production_feed(run):
-    live = run(adt("A01", processing="P"))  # RR8: allow_test_nhs_numbers false
-    assert [(e.field, e.code) for e in live.errors] == [(3, "102")]
-    assert run(adt("A01", processing="T")).errors == []
-    assert run(adt("A01", processing="P", facility="RXX01")).errors == []  # feed allows test numbers
+def test_test_range_nhs_number_rejected_on_live_production_feed(codes):
+    live = FeedConfig.from_dict({"feeds": [{"id": "live", "ods_code": "RR8", "allow_test_nhs_numbers": False,
+                                            "match": {"sending_facility": ["RR8"]}}]})
+    m = map_adt(parse_message(adt("A01", processing="P")), live, codes)
+    assert [(e.field, e.code) for e in m.errors] == [(3, "102")] and "test range" in m.errors[0].message
+    assert map_adt(parse_message(adt("A01", processing="T")), live, codes).errors == []  # training/test traffic
+    assert map_adt(parse_message(adt("A01", processing="P", facility="RXX01")), live, codes).errors == []
 
 
 def test_death_and_pid_without_identifiers(run):
@@ -373,6 +375,21 @@ def test_referral_table_decides_service(run):
     assert run(discharge(pv1={36: "4", 37: "79"})).referral is None  # died
     assert run(discharge(pv1={37: "51"})).referral is None  # to another hospital
     assert run(adt("A08", segments=(zu1_segment(14, "REAB"),))).referral is None  # only discharges refer
+
+
+def test_referral_from_onward_referral_observation(run):
+    """The OBX convention: OBX-3 REF ("onward referral"), OBX-5 ARS (Active Recovery service)."""
+    obx = ("OBX|1|ST|MOB^Mobility on discharge^L||Walks with frame||||||F",
+           "OBX|2|CE|REF^Onward referral^L||ARS^Active Recovery service^L||||||F")
+    to_home = run(discharge(zu1=zu1_segment(22, "Y"), segments=obx)).referral
+    assert to_home["category"][0]["coding"][0]["code"] == "home-reablement"
+    to_nhs_care_home = run(discharge(pv1={37: "54"}, zu1=zu1_segment(22, "Y"), segments=obx)).referral
+    assert to_nhs_care_home["category"][0]["coding"][0]["code"] == "recovery-hub"
+    other_obs = ("OBX|1|CE|XYZ^Something else^L||ARS^Active Recovery service^L||||||F",)
+    assert run(discharge(zu1=zu1_segment(22, "Y"), segments=other_obs)).referral is None
+    # local authority residential accommodation: a council recovery hub bed without any flag
+    la_bed = run(discharge(pv1={37: "65"}, zu1=zu1_segment(22, "Y"))).referral
+    assert la_bed["note"][0]["text"].endswith("by referral rule 'recovery-hub-council-bed'.")
 
 
 def test_referral_content_is_stable_and_complete(run):

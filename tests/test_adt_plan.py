@@ -443,3 +443,36 @@ def test_referral_flag_in_medically_fit_zu1_survives_round_trip(store):
     r = store.referral()
     assert r["category"][0]["coding"][0]["code"] == "recovery-hub"
     assert r["performer"][0]["identifier"]["value"] == "ZAR02"
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hl7v2"
+
+
+def test_shared_story_fixtures(store):
+    """The parser's story files (owned by the ER7 tests): admit, move, discharge home without a
+    referral flag, cancel, re-discharge to a council residential bed -> recovery hub referral."""
+    story = sorted(FIXTURES.glob("story_0*.hl7"))
+    if len(story) != 5:
+        pytest.skip("story fixtures not present")
+    seen = []
+    for path in story:
+        store.send(path.read_text())
+        r = store.referral()
+        seen.append((store.encounter()["status"], r and (r["status"], r["category"][0]["coding"][0]["code"])))
+    assert seen == [("in-progress", None), ("in-progress", None), ("finished", None), ("in-progress", None),
+                    ("finished", ("active", "recovery-hub"))]
+    assert len(store.encounter()["location"]) == 2
+
+
+def test_every_adt_fixture_maps_and_plans(codes, feeds):
+    paths = sorted(FIXTURES.glob("adt_a*.hl7"))
+    if not paths:
+        pytest.skip("ADT fixtures not present")
+    for path in paths:
+        store = Store(codes, feeds)
+        text = path.read_text()
+        entries = store.send(text)  # Store.map asserts no errors
+        assert entries and entries[0]["resource"]["resourceType"] == "Patient", path.name
+        before = copy.deepcopy(store.resources)
+        store.send(text)  # every event is idempotent
+        assert store.resources == before, path.name

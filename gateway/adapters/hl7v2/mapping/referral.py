@@ -22,7 +22,8 @@ from .pv1 import discharge_codes
 TRIGGERS_FILE = "hl7v2-referral-triggers.json"
 PROFILE = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-ServiceRequest"
 PATHWAY = f"{GATEWAY}/CodeSystem/active-recovery-pathway"
-_FIELD = re.compile(r"^([A-Z][A-Z0-9]{2})-(\d+)(?:\.(\d+))?$")
+# "ZU1-14", "PV1-3.1", or "OBX(REF)-5": the OBX whose field 3 (observation identifier) is REF
+_FIELD = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\(([^)]+)\))?-(\d+)(?:\.(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,17 @@ class Rule:
     id: str
     service: str
     destinations: frozenset[str] | None  # None: any destination
-    fields: tuple[tuple[str, int, int, frozenset[str]], ...]  # (segment, field, component, accepted values)
+    # (segment, qualifier on field 3 or "", field, component, accepted values)
+    fields: tuple[tuple[str, str, int, int, frozenset[str]], ...]
 
     def matches(self, msg, destination: str) -> bool:
         if self.destinations is not None and destination not in self.destinations:
             return False
-        for seg_name, field_no, comp, accepted in self.fields:
+        for seg_name, qualifier, field_no, comp, accepted in self.fields:
             values = set()
             for seg in msg.segments_named(seg_name):
+                if qualifier and seg.get(3).strip().upper() != qualifier:
+                    continue
                 for rep in range(max(seg.repetitions(field_no), 1)):
                     value = seg.get(field_no, rep, comp).strip().upper()
                     if value:
@@ -75,8 +79,9 @@ class ReferralTriggers:
             for spec, accepted in when.get("fields", {}).items():
                 m = _FIELD.match(spec)
                 if not m:
-                    raise ValueError(f"referral rule {r.get('id')}: field {spec!r} is not like 'ZU1-14' or 'PV1-3.1'")
-                fields.append((m.group(1), int(m.group(2)), int(m.group(3) or 1),
+                    raise ValueError(f"referral rule {r.get('id')}: field {spec!r} is not like "
+                                     "'ZU1-14', 'PV1-3.1' or 'OBX(REF)-5'")
+                fields.append((m.group(1), (m.group(2) or "").upper(), int(m.group(3)), int(m.group(4) or 1),
                                frozenset(str(v).strip().upper() for v in accepted)))
             dest = when.get("destination")
             rules.append(Rule(r["id"], r["service"], frozenset(dest) if dest is not None else None, tuple(fields)))
