@@ -8,6 +8,7 @@ rewritten, versionId bumped only on a real change).
 from __future__ import annotations
 
 import copy
+import json
 import itertools
 from pathlib import Path
 
@@ -358,6 +359,16 @@ def test_corrected_discharge_that_no_longer_qualifies_revokes(store):
     assert store.referral()["status"] == "revoked"
 
 
+def test_missing_trigger_table_revokes_nothing(store, codes):
+    store.send(A03)
+    no_table = FeedConfig.load(MAPPINGS)
+    no_table.referral_triggers = None  # e.g. the file was removed by mistake
+    m = map_adt(parse_message(A03_AGAIN), no_table, codes)
+    assert m.referral is None and not m.referral_decided
+    store.transact(plan_writes(m, store.found(m)))
+    assert store.referral()["status"] == "active"
+
+
 def test_service_progress_is_not_reset_by_a_resent_discharge(store):
     store.send(A03)
     key = next(k for k in store.resources if k.startswith("ServiceRequest/"))
@@ -476,3 +487,18 @@ def test_every_adt_fixture_maps_and_plans(codes, feeds):
         before = copy.deepcopy(store.resources)
         store.send(text)  # every event is idempotent
         assert store.resources == before, path.name
+
+
+def test_everything_written_is_valid_fhir(store):
+    r4b = pytest.importorskip("fhir.resources.R4B")
+    for text in (A01, A02, A03, A13, A03_AGAIN,
+                 adt("A28", pid={3: "RR81111111^^^RR8^MR"}, pv1={2: "N", 19: ""}),
+                 adt("A40", recorded="20250320090000", pv1={2: "N", 19: ""}, segments=("MRG|RR81111111^^^RR8^MR",))):
+        store.send(text)
+    assert {r["resourceType"] for r in store.resources.values()} == {"Patient", "Encounter", "Condition", "ServiceRequest"}
+    for resource in store.resources.values():
+        r4b.get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    for path in MAPPINGS.glob("hl7v2-*.json"):
+        data = json.loads(path.read_text())
+        if data.get("resourceType") == "ConceptMap":
+            r4b.get_fhir_model_class("ConceptMap").model_validate(data)

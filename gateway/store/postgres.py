@@ -76,6 +76,7 @@ class PostgresStore:
         self.url, self.schema = split_schema(url)
         self.tz = tz
         self.pool_size = pool_size
+        self.listeners: list = []  # called with the rows of each committed write session
         self.dialect = PostgresDialect()
         self.pool: asyncpg.Pool | None = None
 
@@ -101,6 +102,12 @@ class PostgresStore:
                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     str(SCHEMA_VERSION),
                 )
+
+    def _notify(self, session) -> None:
+        """Tell listeners (the event dispatcher) that committed changes are waiting in the outbox."""
+        if session.changes:
+            for listener in self.listeners:
+                listener(session.changes)
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -134,5 +141,6 @@ class PostgresStore:
                 raise
             else:
                 await tx.commit()
+                self._notify(session)
             finally:
                 active_session.reset(token)

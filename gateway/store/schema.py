@@ -88,6 +88,8 @@ CREATE INDEX IF NOT EXISTS idx_uri_lookup ON idx_uri (type, param, uri);
 CREATE INDEX IF NOT EXISTS idx_uri_pk ON idx_uri (pk);
 """
 
+# The outbox: one change event per committed write, inserted in the write's own transaction and
+# deleted once published, so a late-committing transaction's event is never skipped by a cursor.
 # The inbound message inbox: every message received, raw, with its journey through the pipeline.
 # UNIQUE (sender, control_id) makes a re-sent message find its first record (and its ACK).
 _INBOX = """
@@ -105,7 +107,15 @@ CREATE TABLE IF NOT EXISTS inbox (
     detail TEXT,
     UNIQUE (sender, control_id)
 );
-CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, id)
+CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq {bigint} PRIMARY KEY,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    created_at {bigint} NOT NULL
+)
 """
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_uri")

@@ -315,6 +315,7 @@ class SqlSession:
             (seq, current.pk, rtype, rid, version, ts),
         )
         gone = StoredResource(current.pk, rtype, rid, version, ts, True, None, seq, "DELETE")
+        await self._outbox(gone)
         self.changes.append(gone)
         return gone
 
@@ -349,8 +350,15 @@ class SqlSession:
             if rows:
                 await self.conn.executemany(_INDEX_INSERT[table], [(pk, rtype, *r) for r in rows])
         stored = StoredResource(pk, rtype, rid, version, ts, False, content, seq, method)
+        await self._outbox(stored)
         self.changes.append(stored)
         return stored
+
+    async def _outbox(self, row: StoredResource) -> None:
+        await self.conn.execute(
+            "INSERT INTO outbox (seq, type, id, version, method, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.seq, row.type, row.id, row.version, row.method, row.last_updated),
+        )
 
     async def _clear_index(self, pk: int) -> None:
         for table in INDEX_TABLES:

@@ -67,6 +67,7 @@ class SqliteStore:
         self.path = path
         self.tz = tz
         self.synchronous = synchronous.upper()
+        self.listeners: list = []  # called with the rows of each committed write session
         self.dialect = SqliteDialect()
         self._write_lock = asyncio.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -93,6 +94,12 @@ class SqliteStore:
             w.execute("ROLLBACK")
             raise
         self._reader = _connect(self.path, self.synchronous)
+
+    def _notify(self, session) -> None:
+        """Tell listeners (the event dispatcher) that committed changes are waiting in the outbox."""
+        if session.changes:
+            for listener in self.listeners:
+                listener(session.changes)
 
     async def close(self) -> None:
         for db in (self._reader, self._writer):
@@ -121,5 +128,6 @@ class SqliteStore:
                 raise
             else:
                 db.execute("COMMIT")
+                self._notify(session)
             finally:
                 active_session.reset(token)

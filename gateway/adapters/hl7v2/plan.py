@@ -394,7 +394,7 @@ def _merge_encounter(existing: dict | None, m: AdtMapping, newer: bool) -> dict:
                 loc["status"] = "completed"
             locations.append(loc)
         if enc.get("status") == "finished":
-            _set_discharge(enc, m, message, replace=False)
+            _set_discharge(enc, m, message, authoritative=False)
     _tidy(enc)
     return enc
 
@@ -448,7 +448,7 @@ def _apply_event(enc: dict, m: AdtMapping, msg_loc: dict | None, message: dict, 
             locations[-1]["status"] = "completed"
             if m.discharge_time:
                 locations[-1].setdefault("period", {})["end"] = m.discharge_time
-        _set_discharge(enc, m, message, replace=True)
+        _set_discharge(enc, m, message, authoritative=True)
     elif action == "cancel-discharge":
         enc["status"] = "in-progress"
         _clear_discharge(enc)
@@ -475,7 +475,7 @@ def _apply_event(enc: dict, m: AdtMapping, msg_loc: dict | None, message: dict, 
             elif last.get("status") == "active":
                 last["location"] = msg_loc["location"]  # A08 corrects where the patient is now
         if enc.get("status") == "finished":
-            _set_discharge(enc, m, message, replace=False, overwrite=True)
+            _set_discharge(enc, m, message, authoritative=False, overwrite=True)
     if fresh and enc.get("status") != "finished":
         _clear_discharge(enc)  # e.g. an A13 arriving first still carries the old discharge fields
     elif fresh and locations:
@@ -492,9 +492,9 @@ def _discharge_parts(message: dict) -> dict:
             "destination": hosp.get("destination"), "method": method}
 
 
-def _set_discharge(enc: dict, m: AdtMapping, message: dict, replace: bool, overwrite: bool = False) -> None:
-    """Discharge facts from the message. `replace`: the A03 is authoritative, absent facts are
-    removed; otherwise present facts overwrite (`overwrite`) or only fill gaps."""
+def _set_discharge(enc: dict, m: AdtMapping, message: dict, authoritative: bool, overwrite: bool = False) -> None:
+    """Discharge facts from the message. `authoritative` (an A03): absent facts are removed;
+    otherwise present facts overwrite (`overwrite`) or only fill gaps."""
     parts = _discharge_parts(message)
     parts["end"] = parts["end"] or (m.discharge_time if m.action == "discharge" else None)
     hosp = enc.setdefault("hospitalization", {})
@@ -502,13 +502,13 @@ def _set_discharge(enc: dict, m: AdtMapping, message: dict, replace: bool, overw
     slots = ((period, "end", parts["end"]), (hosp, "dischargeDisposition", parts["dischargeDisposition"]),
              (hosp, "destination", parts["destination"]))
     for target, name, value in slots:
-        if value is not None and (replace or overwrite or name not in target):
+        if value is not None and (authoritative or overwrite or name not in target):
             target[name] = value
-        elif value is None and replace:
+        elif value is None and authoritative:
             target.pop(name, None)
     if parts["method"] is not None:
-        _merge_extension(enc, parts["method"], replace or overwrite)
-    elif replace:
+        _merge_extension(enc, parts["method"], authoritative or overwrite)
+    elif authoritative:
         enc["extension"] = [e for e in enc.get("extension", []) if e.get("url") != DISCHARGE_METHOD_EXT]
 
 
@@ -532,6 +532,9 @@ def _merge_diagnosis(enc: dict, incoming: list[dict]) -> None:
 
 def _tidy(resource: dict) -> None:
     """Drop containers left empty by merging, so an unchanged spell re-plans identically."""
+    for location in resource.get("location", []):
+        if "period" in location and not location["period"]:
+            del location["period"]
     for name in ("location", "diagnosis", "extension", "participant"):
         if name in resource and not resource[name]:
             del resource[name]
@@ -552,7 +555,7 @@ def _plan_referral(m: AdtMapping, existing: dict | None) -> dict | None:
             # A re-sent A03 must not reset work the service has started or finished.
             referral["status"] = status if status in ("active", "on-hold", "completed") else "active"
             return referral
-        if existing is not None and status in _LIVE_REFERRAL:
+        if m.referral_decided and existing is not None and status in _LIVE_REFERRAL:
             return {**_strip(existing), "status": "revoked"}  # corrected A03 no longer qualifies
         return None
     if existing is None:

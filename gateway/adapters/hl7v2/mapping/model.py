@@ -45,6 +45,9 @@ class AdtMapping:
     referral_key: Key | None = None  # set with encounter_key, whether or not a referral is raised
     conditions: list[dict] = field(default_factory=list)
     referral: dict | None = None
+    # True when a referral trigger table was consulted (so "no referral" is a decision, and a
+    # stored referral from an earlier A03 that no longer qualifies may be revoked)
+    referral_decided: bool = False
     merge_from: list[Key] = field(default_factory=list)
     errors: list[AckError] = field(default_factory=list)
     # Ordering key for out-of-order delivery: when the sender recorded the event

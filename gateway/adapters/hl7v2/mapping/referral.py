@@ -108,6 +108,7 @@ def apply(ctx: Context) -> None:
     if triggers is None or pv1 is None or out.encounter is None or out.referral_key is None:
         return
     _, destination, _ = discharge_codes(ctx, pv1)
+    out.referral_decided = True
     found = triggers.match(ctx.msg, destination)
     if found is None:
         return
