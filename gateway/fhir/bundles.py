@@ -71,17 +71,18 @@ def _response_entry(resp: FhirResponse, want_resource: bool) -> dict:
     return out
 
 
-def _rewrite(node, refs: dict[str, str]):
+def rewrite_references(node, refs: dict[str, str]):
+    """A copy of `node` with every `reference` found in `refs` replaced."""
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
             if k == "reference" and isinstance(v, str) and v in refs:
                 out[k] = refs[v]
             else:
-                out[k] = _rewrite(v, refs)
+                out[k] = rewrite_references(v, refs)
         return out
     if isinstance(node, list):
-        return [_rewrite(v, refs) for v in node]
+        return [rewrite_references(v, refs) for v in node]
     return node
 
 
@@ -167,7 +168,7 @@ async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
             refs[cref] = f"{ctype}/{hits[0].id}"
         for sub in subs:
             if sub.body is not None and refs:
-                sub.body = _rewrite(sub.body, refs)
+                sub.body = rewrite_references(sub.body, refs)
         for i in sorted(range(len(subs)), key=lambda j: _ORDER[subs[j].method]):
             try:
                 resp = await ctx.router.dispatch(subs[i])

@@ -208,7 +208,9 @@ class Segment:
 
     def get(self, field: int, rep: int = 0, comp: int = 1, sub: int = 1) -> str:
         """Unescaped value at field/rep/comp/sub; "" when absent or HL7 null (`""`)."""
-        fields = self._fields if self._fields is not None else self._split()
+        fields = self._fields
+        if fields is None:
+            fields = self._split()
         if field < 0 or rep < 0 or comp < 1 or sub < 1:
             raise ValueError("field >= 0, rep >= 0, comp >= 1 and sub >= 1 are required")
         if field >= len(fields):
@@ -283,12 +285,13 @@ class Message:
     what the caller reads.
     """
 
-    __slots__ = ("encoding", "segments", "text")
+    __slots__ = ("encoding", "segments", "text", "_first")
 
     def __init__(self, text: str, encoding: Encoding, segments: list[Segment]) -> None:
         self.text = text  # normalised: CR-separated, trimmed
         self.encoding = encoding
-        self.segments = segments
+        self.segments = segments  # treat as read-only: segment() indexes it on first use
+        self._first: dict[str, Segment] | None = None
 
     @property
     def header(self) -> Segment:
@@ -340,10 +343,14 @@ class Message:
 
     def segment(self, name: str) -> Segment | None:
         """First segment with this id."""
-        for seg in self.segments:
-            if seg.name == name:
-                return seg
-        return None
+        first = self._first
+        if first is None:
+            # A mapper asks for ~30 values from ~8 segment ids: one pass beats a scan per call.
+            first = {}
+            for seg in reversed(self.segments):
+                first[seg.name] = seg
+            self._first = first
+        return first.get(name)
 
     def segments_named(self, name: str) -> list[Segment]:
         return [seg for seg in self.segments if seg.name == name]
