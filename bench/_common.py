@@ -220,3 +220,44 @@ def machine_notes() -> str:
         pass
     return (f"python {sys.version.split()[0]}, {os.cpu_count()} cores ({cpu}), uvicorn loop={loop} http={http}, "
             f"server pinned to cpu {SERVER_CPU}, client to cpu {CLIENT_CPU}")
+
+
+def other_cpu_users(interval: float = 1.0, threshold: float = 0.2, exclude: set[int] | None = None) -> list[str]:
+    """Processes (not ours) that used more than `threshold` of a core over `interval` seconds.
+
+    Other people's jobs on this 2-core box skew every figure; the benchmarks print this beside them.
+    """
+    def ticks() -> dict[int, tuple[int, str]]:
+        out = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                out[int(d.name)] = (int(fields[11]) + int(fields[12]), cmd[:90])
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    mine = {os.getpid(), *(exclude or set())}
+    hz = os.sysconf("SC_CLK_TCK")
+    a = ticks()
+    time.sleep(interval)
+    b = ticks()
+    busy = []
+    for pid, (t1, cmd) in b.items():
+        if pid in mine or pid not in a:
+            continue
+        share = (t1 - a[pid][0]) / hz / interval
+        if share > threshold:
+            busy.append(f"{share:.0%} pid {pid}: {cmd}")
+    return busy
+
+
+def note_contention(label: str, exclude: set[int] | None = None) -> list[str]:
+    busy = other_cpu_users(exclude=exclude)
+    if busy:
+        print(f"  !! other CPU users during {label}: " + "; ".join(busy), flush=True)
+    return busy

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 
 import _data  # noqa: E402
-from _common import free_port, gateway_serve, machine_notes, percentiles, table, wrk  # noqa: E402
+from _common import free_port, gateway_serve, machine_notes, note_contention, percentiles, table, wrk  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.fhir.search_parameters import PATIENT_COMPARTMENT  # noqa: E402
 from gateway.store import open_store  # noqa: E402
@@ -449,6 +449,7 @@ def over_http(database_url: str, qs: list[dict], seconds: float) -> list[dict]:
 
 
 def measure(label: str, database_url: str, qs: list[dict], seconds: float, raw) -> list[list]:
+    note_contention(f"{label} measurements")
     print(f"[{label}] raw SQL ceiling ...", flush=True)
     ceil = raw()
     print(f"[{label}] gateway in-process ...", flush=True)
@@ -505,7 +506,9 @@ def main() -> None:
                               f"{ld['rate']:,.0f}", f"{os.path.getsize(path) / 2**30:.2f} GiB"])
                 print(f"[sqlite] loaded: {ld}", flush=True)
             if not args.load_only:
-                all_rows += measure("sqlite", url, qs, args.seconds, lambda: raw_sqlite(path, qs, min(args.seconds, 3)))
+                rows = measure("sqlite", url, qs, args.seconds, lambda: raw_sqlite(path, qs, min(args.seconds, 3)))
+                print(table(HEAD, rows), flush=True)
+                all_rows += rows
         finally:
             if not args.keep:
                 for suffix in ("", "-wal", "-shm"):
@@ -525,8 +528,10 @@ def main() -> None:
                               f"{ld['rate']:,.0f}", ""])
                 print(f"[postgres] loaded: {ld}", flush=True)
             if not args.load_only:
-                all_rows += measure("postgres", url, qs, args.seconds,
-                                    lambda: asyncio.run(raw_pg(args.pg_url, schema, qs, min(args.seconds, 3))))
+                rows = measure("postgres", url, qs, args.seconds,
+                               lambda: asyncio.run(raw_pg(args.pg_url, schema, qs, min(args.seconds, 3))))
+                print(table(HEAD, rows), flush=True)
+                all_rows += rows
         finally:
             if not args.keep:
                 asyncio.run(drop_pg_schema(args.pg_url, schema))

@@ -32,6 +32,21 @@ class Settings:
     workers: int = 1
     log_level: str = "info"
     mappings_dir: str = ""
+    # Profile checks on write: off | warn | reject, or a JSON file (profile url -> policy)
+    profile_policy: str = "warn"
+    # Subscriptions and scale-out (gateway/events); times in milliseconds
+    redis_prefix: str = "gateway"
+    subscription_lanes: int = 4
+    delivery_max_attempts: int = 8
+    delivery_backoff_ms: int = 1000
+    delivery_backoff_max_ms: int = 300_000
+    delivery_timeout_ms: int = 10_000
+    events_lease_ms: int = 10_000
+    events_poll_ms: int = 250
+    rate_limit: int = 0
+    rate_limit_burst: int = 0
+    rate_limit_client_header: str = ""
+    cache_ttl: int = 300
     extra: dict = field(default_factory=dict)
 
     @property
@@ -68,6 +83,19 @@ SETTINGS: dict[str, str] = {
     "workers": "Number of gateway processes sharing the store",
     "log_level": "debug, info, warning or error",
     "mappings_dir": "Folder of ConceptMaps and source layouts (default: the bundled mappings/)",
+    "profile_policy": "Profile checks on write: `off`, `warn` (store, log the issues), `reject` (422), or a JSON file mapping profile url to policy",
+    "redis_prefix": "Prefix of every Redis key, so several deployments (or test runs) can share one Redis",
+    "subscription_lanes": "Ordered delivery lanes per subscription (a resource always uses the same lane)",
+    "delivery_max_attempts": "Attempts per notification before it is dead-lettered",
+    "delivery_backoff_ms": "Delay before the first retry; doubles on each attempt, with jitter",
+    "delivery_backoff_max_ms": "Longest delay between two attempts",
+    "delivery_timeout_ms": "Timeout of every call to a subscriber's endpoint (handshake and notifications)",
+    "events_lease_ms": "Lease on a delivery lane; a crashed process's lanes move to another after this",
+    "events_poll_ms": "How often the outbox is checked for changes committed by other processes",
+    "rate_limit": "Requests per second allowed per client (token bucket, shared through Redis); 0 = off",
+    "rate_limit_burst": "Bucket size of the rate limit (0 = twice the rate)",
+    "rate_limit_client_header": "Request header naming the client (e.g. X-Client-Id); empty = the client address",
+    "cache_ttl": "Seconds a hot read (CapabilityStatement, ConceptMaps) stays in the shared cache; 0 = off",
 }
 
 

@@ -132,6 +132,7 @@ def _quiet_python_hl7(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL)  # python-hl7 logs a traceback per escape it drops
 
 
+@pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")  # inside python-hl7
 @pytest.mark.parametrize("path", PARSEABLE, ids=lambda p: p.name)
 def test_matches_python_hl7(path: Path) -> None:
     data = path.read_bytes()
@@ -279,6 +280,8 @@ def test_unknown_and_malformed_escapes_are_kept() -> None:
         ("l1\\.br\\l2\\.sp\\l3\\.sp3\\l4", "l1\nl2\nl3\n\n\nl4"),
         ("\\.in+4\\\\.ti-2\\x\\.sk2\\y\\.fi\\\\.nf\\\\.ce\\z", "x  y\nz"),
         ("\\H\\bold\\N\\", "bold"),
+        ("\\.sp999999\\", "\n" * 100),
+        ("\\.sp²\\ \\.sp" + "9" * 5000 + "\\", "\\.sp²\\ \\.sp" + "9" * 5000 + "\\"),
         ("\\Cxxyy\\ \\M0000\\ \\Zabc\\ \\X0\\ \\XZZ\\ \\.zz\\ \\\\", "\\Cxxyy\\ \\M0000\\ \\Zabc\\ \\X0\\ \\XZZ\\ \\.zz\\ \\\\"),
         ("trailing \\F", "trailing \\F"),
     ],
@@ -482,6 +485,12 @@ def test_built_field_reads_back(reps: list[list[list[str]]], enc: Encoding) -> N
         for c, comp in enumerate(rep, 1):
             for s, value in enumerate(comp, 1):
                 assert seg.get(1, r, c, s) == value
+
+
+@settings(database=None)
+@given(st.text(alphabet=st.sampled_from("\\XEFSTRHN.brspin+-0123456789AaZ²é "), max_size=40))
+def test_unescape_never_raises(text: str) -> None:
+    assert isinstance(unescape(text), str)
 
 
 @settings(max_examples=300, database=None)

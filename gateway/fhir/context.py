@@ -36,4 +36,8 @@ class GatewayContext:
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         if errors:
             raise FhirError(400, [Issue(i.severity, i.code, i.diagnostics, i.expression) for i in issues])
+        # Declared / configured profiles, with the configured policy (gateway.conformance.policy)
+        from gateway.conformance.policy import enforce
+
+        enforce(self, resource)
         return resource

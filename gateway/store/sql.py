@@ -273,6 +273,24 @@ class SqlSession:
             out.append(s)
         return out
 
+    # -- outbox (read and emptied by gateway/events, one dispatcher at a time) ---------------
+    async def outbox_batch(self, limit: int) -> list[StoredResource]:
+        """The oldest committed change events still in the outbox, in seq order (no content).
+
+        Only committed rows are visible, so a transaction that took a lower seq but commits later
+        is simply found by a later call: rows are claimed by deleting them, never by a cursor.
+        """
+        rows = await self.conn.fetch(
+            "SELECT seq, type, id, version, method, created_at FROM outbox ORDER BY seq LIMIT ?"
+            + self.dialect.for_update(self.write),
+            (limit,),
+        )
+        return [StoredResource(0, r[1], r[2], r[3], r[5], r[4] == "DELETE", None, r[0], r[4]) for r in rows]
+
+    async def outbox_delete(self, seqs: list[int]) -> None:
+        for chunk in _chunks(seqs, 500):
+            await self.conn.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+
     # -- writes ----------------------------------------------------------------------------
     async def lock(self, key: str) -> None:
         """Serialise writers that race on the same logical key (conditional create/update)."""

@@ -3,6 +3,12 @@
 sqlite3 calls are synchronous and short, so they run on the event loop thread; writers are
 serialised by an asyncio lock in this process and by `BEGIN IMMEDIATE` (with a busy timeout)
 across processes. Readers use their own connection and never wait for a writer (WAL).
+
+Group commit: an fsync costs milliseconds here, far more than a write. Each write session runs
+in a SAVEPOINT of a shared transaction and, when it ends, waits for the next COMMIT (run in a
+thread so the event loop keeps serving); every session that finished meanwhile shares that one
+fsync. A session is told it is done only when its writes are durable, so "stored before
+acknowledged" holds, and a failing session is rolled back to its savepoint alone.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class SqliteStore:
         self.listeners: list = []  # called with the rows of each committed write session
         self.dialect = SqliteDialect()
         self._write_lock = asyncio.Lock()
+        self._tx_open = False
+        self._pending: asyncio.Future | None = None  # resolved when the open transaction commits
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
 
@@ -102,6 +110,10 @@ class SqliteStore:
                 listener(session.changes)
 
     async def close(self) -> None:
+        if self._pending is not None:
+            await asyncio.shield(self._pending)
+        elif self._tx_open and self._writer is not None:
+            self._writer.execute("COMMIT")
         for db in (self._reader, self._writer):
             if db is not None:
                 db.close()
@@ -118,16 +130,52 @@ class SqliteStore:
             return
         async with self._write_lock:
             db = self._writer
-            db.execute("BEGIN IMMEDIATE")
+            if not self._tx_open:
+                db.execute("BEGIN IMMEDIATE")
+                self._tx_open = True
+            db.execute("SAVEPOINT session")
             session = SqlSession(_SqliteConn(db), self.dialect, self.tz, True)
             token = active_session.set(session)
             try:
                 yield session
             except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("ROLLBACK TO session")
+                db.execute("RELEASE session")
                 raise
             else:
-                db.execute("COMMIT")
-                self._notify(session)
+                db.execute("RELEASE session")
+                durable = self._pending or self._schedule_commit()
             finally:
                 active_session.reset(token)
+                if self._pending is None:
+                    self._schedule_commit()  # never leave the write transaction open with no commit coming
+        # Outside the lock: the next sessions join this transaction while we wait for its commit.
+        await asyncio.shield(durable)
+        self._notify(session)
+
+    def _schedule_commit(self) -> asyncio.Future:
+        self._pending = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().create_task(self._group_commit())
+        return self._pending
+
+    async def _group_commit(self) -> None:
+        """Commit every session that finished since the last commit, with one fsync.
+
+        Each session ran in its own SAVEPOINT, so a failed one was already undone alone; the
+        sessions waiting on `durable` are told only once their writes are on disk.
+        """
+        async with self._write_lock:
+            done, self._pending = self._pending, None
+            try:
+                if self._tx_open:
+                    await asyncio.to_thread(self._writer.execute, "COMMIT")
+            except BaseException as exc:
+                try:
+                    self._writer.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+            finally:
+                self._tx_open = False

@@ -148,7 +148,8 @@ class _Connection:
             try:
                 chunk = await asyncio.wait_for(self._reader.read(_READ_CHUNK), self._idle)
             except TimeoutError:
-                log.info("MLLP %s: idle for %ss; closing", self._peer, self._idle)
+                log.info("MLLP %s: idle for %ss; closing (%d bytes of an open frame discarded)",
+                         self._peer, self._idle, decoder.pending())
                 return
             if not chunk:
                 if decoder.pending():

@@ -51,7 +51,8 @@ Confirmed in NHS Digital's specification, public repository ``nhsconnect/FHIR-AD
 * Responses: ``MessageHeader.response.identifier`` = the notice's MessageHeader.id,
   ``response.code`` ok, source/destination swapped, reject reason in ``MessageHeader.reason``
   (``https://fhir.nhs.uk/ADW-NoticeRejectReason-1``),
-  ``Generated/Examples/Profile.ADW-AssessmentNoticeRejectResponse/ADW-Message-Assessment-Notice-Reject-Response-Bundle-1-Example-1.xml``.
+  ``Generated/Examples/Profile.ADW-AssessmentNoticeRejectResponse/``
+  ``ADW-Message-Assessment-Notice-Reject-Response-Bundle-1-Example-1.xml``.
 
 Chosen here (not from the ADW spec): the R4 targets, documented in ``mapping.py`` (the proposed
 discharge date goes in the gateway extension ``planned-discharge-date``, not ``period.end``) and

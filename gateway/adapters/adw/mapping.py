@@ -134,7 +134,7 @@ class _Bundle:
                 self._by_ref.setdefault(f"{res.get('resourceType')}/{res['id']}", (i, res))
 
     def resolve(self, ref: Any, want: str | None = None) -> tuple[int | None, dict | None]:
-        target = ref.get("reference") if isinstance(ref, dict) else None
+        target = _s(ref.get("reference")) if isinstance(ref, dict) else None
         if not target:
             return None, None
         found = self._by_ref.get(target)
@@ -161,6 +161,15 @@ def _first(value: Any) -> Any:
 def _text(value: Any) -> str:
     """A DSTU2 string or list of strings (HumanName.family is 0..* in DSTU2) as one string."""
     return " ".join(str(v).strip() for v in as_list(value) if str(v).strip())
+
+
+def _s(value: Any) -> str | None:
+    """A string element, or None when the sender put something else there."""
+    return value if isinstance(value, str) else None
+
+
+def _d(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _clean(obj: dict) -> dict:
@@ -198,15 +207,19 @@ def _endpoint_code(endpoint: Any) -> str | None:
 
 def _org_identifier(org: dict | None) -> dict | None:
     for ident in as_list(org.get("identifier") if org else None):
-        if isinstance(ident, dict) and ident.get("system") in ODS_SYSTEMS and ident.get("value"):
+        if isinstance(ident, dict) and _s(ident.get("system")) in ODS_SYSTEMS and ident.get("value"):
             system = ODS_SITE if ident["system"].endswith("ods-site-code") else ODS_ORG
             return {"system": system, "value": str(ident["value"]).strip().upper()}
     return None
 
 
 def _code_identifier(code: str, default_system: str) -> dict:
+    """An endpoint code as an Identifier: ONS GSS codes (E08000035) by pattern, 3-character codes
+    are ODS organisation (trust) codes, otherwise ``default_system`` (ADW hospitals are sites)."""
     if _GSS.match(code):
         return {"system": ONS_GSS, "value": code}
+    if len(code) == 3:
+        return {"system": ODS_ORG, "value": code}
     return {"system": default_system, "value": code}
 
 
@@ -224,12 +237,12 @@ class _Mapper:
         self.b = _Bundle(bundle)
         self.header = header
         event = str(header["event"]["code"])
-        destination = _first(header.get("destination"))
+        source, destination = header.get("source"), _first(header.get("destination"))
         self.out = AdwMapping(
             kind=kind,
             event=event,
             message_id=header.get("id") or bundle.get("id"),
-            sender=_endpoint_code((header.get("source") or {}).get("endpoint")),
+            sender=_endpoint_code(source.get("endpoint") if isinstance(source, dict) else None),
             receiver=_endpoint_code(destination.get("endpoint") if isinstance(destination, dict) else None),
             event_time=header.get("timestamp"),
             withdraw_scope=scope,
@@ -348,15 +361,15 @@ class _Mapper:
 
     def _map_patient(self, src: dict, idx: int | None) -> dict:
         patient: dict = {"resourceType": "Patient", "meta": {"profile": [UKCORE_PATIENT]}}
+        language_ext, communication = self._communication(src)
+        if language_ext:
+            patient["extension"] = language_ext
         identifiers = self._patient_identifiers(src, idx)
         if identifiers:
             patient["identifier"] = identifiers
         self.out.patient_keys = [(i["system"], i["value"]) for i in identifiers]
         if not identifiers:
             self.error(_loc(idx, "identifier"), "the Patient has neither an NHS number nor a hospital number")
-        language_ext, communication = self._communication(src)
-        if language_ext:
-            patient["extension"] = language_ext
         names = [n for n in (_human_name(x) for x in as_list(src.get("name"))) if n]
         if names:
             patient["name"] = names
@@ -365,7 +378,7 @@ class _Mapper:
             patient["telecom"] = telecom
         gender = src.get("gender")
         if gender is not None:
-            if gender in _GENDERS:
+            if _s(gender) in _GENDERS:
                 patient["gender"] = gender
             else:
                 self.error(_loc(idx, "gender"), f"gender {gender!r} is not male | female | other | unknown")
@@ -397,7 +410,7 @@ class _Mapper:
         for j, ident in enumerate(as_list(src.get("identifier"))):
             if not isinstance(ident, dict):
                 continue
-            system = ident.get("system")
+            system = _s(ident.get("system"))
             value = str(ident.get("value") or "").strip()
             where = _loc(idx, f"identifier[{j}].value")
             if system in NHS_NUMBER_INPUT:
@@ -483,7 +496,7 @@ class _Mapper:
         if self.out.encounter_key:
             enc["identifier"] = [{"system": self.out.encounter_key[0], "value": self.out.encounter_key[1]}]
         status = src.get("status")
-        if status in _ENCOUNTER_STATUS:
+        if _s(status) in _ENCOUNTER_STATUS:
             enc["status"] = status
         else:
             self.error(_loc(idx, "status"), f"Encounter.status {status!r} is not a DSTU2 encounter status")
@@ -515,7 +528,7 @@ class _Mapper:
         if r4_period:
             enc["period"] = r4_period
         reasons = [_codeable(r) for r in as_list(src.get("reason"))]
-        for ref in as_list((src.get("hospitalization") or {}).get("admittingDiagnosis")):
+        for ref in as_list(_d(src.get("hospitalization")).get("admittingDiagnosis")):
             _, cond = self.b.resolve(ref, "Condition")
             if cond is not None and isinstance(cond.get("code"), dict):
                 reasons.append(_codeable(cond["code"]))
@@ -631,7 +644,7 @@ class _Mapper:
             if qr is None:
                 continue
             for question in _questions(qr.get("group")):
-                text = str(question.get("text") or "").strip()
+                text = (_s(question.get("text")) or "").strip()
                 answers = [_answer(a) for a in as_list(question.get("answer"))]
                 answers = [a for a in answers if a]
                 if text and answers:
@@ -671,7 +684,7 @@ def _verification_status(identifier: dict) -> dict | None:
     for ext in as_list(identifier.get("extension")):
         if not isinstance(ext, dict) or "NHSNumberVerificationStatus" not in str(ext.get("url", "")):
             continue
-        concept = ext.get("valueCodeableConcept") or {}
+        concept = _d(ext.get("valueCodeableConcept"))
         for coding in as_list(concept.get("coding")):
             code = str(coding.get("code") or "").zfill(2) if isinstance(coding, dict) else ""
             if code in NHS_NUMBER_STATUS:
@@ -701,9 +714,9 @@ def _telecoms(value: Any) -> list[dict]:
         if not isinstance(t, dict) or not t.get("value"):
             continue
         out.append(_clean({
-            "system": t.get("system") if t.get("system") in _TELECOM_SYSTEMS else "other",
+            "system": t["system"] if _s(t.get("system")) in _TELECOM_SYSTEMS else "other",
             "value": str(t["value"]).strip(),
-            "use": t.get("use") if t.get("use") in _TELECOM_USES else None,
+            "use": t["use"] if _s(t.get("use")) in _TELECOM_USES else None,
             "rank": t.get("rank") if isinstance(t.get("rank"), int) and t["rank"] > 0 else None,
         }))
     return out
@@ -791,10 +804,11 @@ def _answer(answer: Any) -> str | None:
     if not isinstance(answer, dict):
         return None
     for key, value in answer.items():
-        if not key.startswith("value"):
+        if not isinstance(key, str) or not key.startswith("value"):
             continue
         if isinstance(value, dict):
-            return value.get("display") or value.get("code") or value.get("text")
+            text = value.get("display") or value.get("code") or value.get("text")
+            return str(text) if text else None
         if isinstance(value, bool):
             return "Yes" if value else "No"
         return str(value)

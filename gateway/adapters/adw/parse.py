@@ -296,7 +296,8 @@ def check_message(bundle: Any) -> tuple[dict, str, str | None]:
     entries = as_list(bundle.get("entry"))
     resources = [e.get("resource") if isinstance(e, dict) else None for e in entries]
     if not resources or not isinstance(resources[0], dict) or resources[0].get("resourceType") != "MessageHeader":
-        others = [i for i, r in enumerate(resources) if isinstance(r, dict) and r.get("resourceType") == "MessageHeader"]
+        others = [i for i, r in enumerate(resources)
+                  if isinstance(r, dict) and r.get("resourceType") == "MessageHeader"]
         if others:
             raise AdwError("the MessageHeader must be the first entry of a message Bundle",
                            f"Bundle.entry[{others[0]}].resource")

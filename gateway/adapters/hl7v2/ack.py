@@ -62,8 +62,8 @@ def new_control_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Header:
-    """The parts of the sender's MSH an ACK needs, in the sender's delimiters (raw)."""
+class MshHeader:
+    """The sender's MSH fields, raw (in the sender's delimiters); `first(n)` reads MSH-n.1."""
 
     enc: Encoding
     fields: tuple[str, ...]  # fields[n] == raw MSH-n; missing ones are ""
@@ -78,12 +78,12 @@ class _Header:
         return "" if value == '""' else unescape(value, self.enc)
 
 
-def _header_of(msg: Message) -> _Header:
+def _header_of(msg: Message) -> MshHeader:
     msh = msg.segments[0]
-    return _Header(msg.encoding, tuple(msh.raw(n) for n in range(msh.field_count() + 1)))
+    return MshHeader(msg.encoding, tuple(msh.raw(n) for n in range(msh.field_count() + 1)))
 
 
-def salvage_header(raw: bytes | bytearray | memoryview | str | None) -> _Header | None:
+def salvage_header(raw: bytes | bytearray | memoryview | str | None) -> MshHeader | None:
     """Best effort MSH from input the parser rejected, so the AR can still quote MSH-10."""
     if raw is None:
         return None
@@ -104,7 +104,7 @@ def salvage_header(raw: bytes | bytearray | memoryview | str | None) -> _Header 
     enc = Encoding(fs, chars[0], chars[1], chars[2], chars[3])
     # Drop control characters: the input may be binary junk.
     cleaned = tuple(re.sub(r"[\x00-\x1f\x7f]", "", p) for p in parts[2:])
-    return _Header(enc, ("MSH", fs, declared, *cleaned))
+    return MshHeader(enc, ("MSH", fs, declared, *cleaned))
 
 
 def _reencode(raw: str, src: Encoding, dst: Encoding = STANDARD_ENCODING) -> str:

@@ -7,7 +7,7 @@ sequences are only resolved for the value asked for.
 
 Numbering follows HL7: fields, components and sub-components are 1-based, and MSH-1 is the field
 separator itself, MSH-2 the encoding characters. Repetitions are 0-based (a Python index).
-Reference: HL7 v2.4 chapter 2 (2.7 message delimiters, 2.7.4 escape sequences), HL72UK A.3.
+Reference: HL7 v2.4 chapter 2 (message delimiters; escape sequences in text fields), HL72UK A.3.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _JUNK_BYTES = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)) + b"\
 _SEEN_IDS: set[str] = set()  # segment ids already validated
 _WHITESPACE = " \t\r\n"
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+_COUNT = re.compile(r"[+-]?[0-9]{1,6}")  # ASCII digits only: int() rejects some str.isdigit() chars
 # HL7 table 0211 (alternate character sets, MSH-18) -> Python codec, used only when the bytes
 # are not valid UTF-8.
 _CHARSETS = {
@@ -140,7 +141,7 @@ def _escape_value(code: str, enc: Encoding) -> str | None:
 
 
 def _formatting(cmd: str) -> str | None:
-    """Formatted-text (FT) commands (HL7 2.7.6), reduced to the plain text they imply."""
+    """Formatted-text (FT) commands (\\.br\\, \\.sp n\\ ...), reduced to the plain text they imply."""
     name, arg = cmd[:2], cmd[2:].strip()
     if name == "br" and not arg:
         return "\n"
@@ -148,9 +149,9 @@ def _formatting(cmd: str) -> str | None:
         return ""
     count = 1
     if arg:
-        if not arg.lstrip("+-").isdigit():
+        if not _COUNT.fullmatch(arg):
             return None
-        count = int(arg)
+        count = min(int(arg), 100)  # a hostile \.sp99999999\ must not allocate gigabytes
     if name == "sp":
         return "\n" * max(count, 1)
     if name == "ce":
@@ -456,7 +457,7 @@ def _valid_segment_id(name: str) -> bool:
     return ok
 
 
-def parse_message(data: bytes | bytearray | memoryview | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
+def parse_message(data: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """Parse one ER7 message. Raises Er7Error for anything the sender must be told to fix."""
     text = _to_text(data, max_bytes)
     if not text.startswith("MSH"):
@@ -487,7 +488,7 @@ def parse_message(data: bytes | bytearray | memoryview | str, *, max_bytes: int 
     return Message(text, enc, segments)
 
 
-def split_batch(data: bytes | bytearray | memoryview | str, *, max_bytes: int = DEFAULT_BATCH_MAX_BYTES) -> list[str]:
+def split_batch(data: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_BATCH_MAX_BYTES) -> list[str]:
     """Split an FHS/BHS batch, or several MSH messages in one body, into message texts.
 
     The envelope segments (FHS BHS BTS FTS) are dropped; each returned text is one message with

@@ -45,9 +45,16 @@ class CodeValue:
     def display(self) -> str:
         return self.codings[0].get("display") or self.raw
 
+    def code_in(self, system: str) -> str | None:
+        """The code this value translates to in `system` (one group of the map), if any."""
+        return next((c["code"] for c in self.codings if c.get("system") == system), None)
+
     def concept(self, text: str | None = None) -> dict:
-        """As a CodeableConcept; `text` defaults to the value as the source wrote it."""
-        return {"coding": [dict(c) for c in self.codings], "text": text or self.raw}
+        """As a CodeableConcept. `text` defaults to the value as the source wrote it, or to the
+        display when the source sent a bare code (`02` says less than `Assessments`)."""
+        if text is None:
+            text = self.display if self.raw == self.code else self.raw
+        return {"coding": [dict(c) for c in self.codings], "text": text}
 
 
 class CodeTable:

@@ -111,7 +111,8 @@ def _rows(reader, end: int, width: int, layout: list[Column | None], spec: Colum
             except StopIteration:
                 return
             except (csv.Error, UnicodeDecodeError) as exc:
-                yield ParsedRow(start, errors=[f"line {start}: {_describe(exc, spec)}; the rest of the file was not read"])
+                reason = f"line {start}: {_describe(exc, spec)}; the rest of the file was not read"
+                yield ParsedRow(start, errors=[reason])
                 return
             end = reader.line_num
             if not any(c.strip() for c in cells):
@@ -219,5 +220,5 @@ def _open(source: Source, encoding: str) -> tuple[IO[str], Callable[[], None]]:
 
 def _describe(exc: Exception, spec: ColumnSpec) -> str:
     if isinstance(exc, UnicodeDecodeError):
-        return f"not valid {spec.encoding} text (byte {exc.start} of a block)"
+        return f"not valid {spec.encoding} text: is the spec's encoding right for this file?"
     return f"not readable as delimited text ({exc})"

@@ -15,6 +15,8 @@ Spec JSON::
       "eventKey": {"request": ["event_reference"], ...},             # the event's own reference
       "eventKeyFallback": {"request": ["person_id", "event_start", "route_of_access"], ...},
       "settings": {...},                                              # adapter-specific constants
+      "conceptMaps": {"outcome-status": "https://.../ConceptMap/council-event-outcome-status"},
+                                                                      # tables the adapter uses by name
       "columns": [
         {"name": "Event_Start_Date", "target": "event_start", "type": "date",
          "formats": ["%Y-%m-%d", "%d/%m/%Y"], "required": true,
@@ -91,7 +93,8 @@ class ColumnSpec:
     event_key: dict[str, tuple[str, ...]]
     event_key_fallback: dict[str, tuple[str, ...]]
     settings: dict[str, Any]
-    codes: dict[str, CodeTable]  # ConceptMap url -> table
+    codes: dict[str, CodeTable]  # ConceptMap url -> table (code columns)
+    tables: dict[str, CodeTable]  # name -> table, for the adapter's own lookups ("conceptMaps")
     encoding: str = "utf-8-sig"
     delimiter: str = ","
     null_values: frozenset[str] = frozenset()
@@ -100,6 +103,9 @@ class ColumnSpec:
 
     def setting(self, name: str, default: Any = None) -> Any:
         return self.settings.get(name, default)
+
+    def table(self, name: str) -> CodeTable:
+        return self.tables[name]
 
 
 def load_spec(path: str | Path, concept_maps: dict[str, dict] | None = None) -> ColumnSpec:
@@ -162,6 +168,11 @@ def spec_from_dict(data: dict, concept_maps: dict[str, dict], path: Path | None 
         unknown = col.required_for - all_kinds
         if unknown:
             raise ValueError(f"{where}: column {col.name!r} requiredFor unknown kinds {sorted(unknown)}")
+    named: dict[str, CodeTable] = {}
+    for name, url in (data.get("conceptMaps") or {}).items():
+        if url not in concept_maps:
+            raise ValueError(f"{where}: conceptMaps.{name}: ConceptMap {url} is not in mappings/")
+        named[name] = tables.get(url) or CodeTable(concept_maps[url])
     return ColumnSpec(
         id=data.get("id") or (path.stem if path else "spec"),
         title=data.get("title", ""),
@@ -172,6 +183,7 @@ def spec_from_dict(data: dict, concept_maps: dict[str, dict], path: Path | None 
         event_key_fallback=keys("eventKeyFallback"),
         settings=dict(data.get("settings") or {}),
         codes=tables,
+        tables=named,
         encoding=data.get("encoding", "utf-8-sig"),
         delimiter=data.get("delimiter", ","),
         null_values=frozenset(v.casefold() for v in data.get("nullValues") or []),
