@@ -56,7 +56,8 @@ async def to_fhir_request(ctx: GatewayContext, request: Request, path: str) -> F
                        base_url=_base_url(ctx.settings, request))
     if method in ("POST", "PUT", "PATCH"):
         raw = await _read_body(request, ctx.settings.max_body_bytes)
-        if method == "PATCH":
+        if method == "PATCH" or freq.path == "$process-message":
+            # JSON Patch, and ADW notices (FHIR DSTU2, not R4), are read by their own handlers
             freq.raw_body = raw
         elif content_type.startswith("application/x-www-form-urlencoded"):
             freq.params = params + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
@@ -93,6 +94,9 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         from gateway.pipeline.hl7v2 import Hl7v2Pipeline
 
         ctx.services["hl7v2"] = Hl7v2Pipeline(ctx)
+        from gateway.pipeline.adw import AdwPipeline
+
+        ctx.services["adw"] = AdwPipeline(ctx)
         mllp = None
         if settings.mllp_port:
             from gateway.transport.mllp import start_mllp_server

@@ -348,3 +348,44 @@ def test_identifier_values_are_escaped_in_conditional_urls() -> None:
     assert search_value("REQ-7781") == "REQ-7781"
     assert search_value("A|B, C") == "A%5C%7CB%5C%2C%20C"  # FHIR escapes \| and \, then percent-encoding
     assert conditional_url("CarePlan", f"{ID}/service", "SVC 1") == f"CarePlan?identifier={ID}/service|SVC%201"
+
+
+# --------------------------------------------------------------------------- the column-spec engine
+
+
+def _csv(spec, *rows: str) -> str:
+    return ",".join(c.name for c in spec.columns) + "\n" + "".join(rows)
+
+
+def test_line_numbers_count_physical_lines(spec) -> None:
+    lines = (FIXTURES / "cld_valid.csv").read_text(encoding="utf-8-sig").splitlines()
+    request = lines[1]
+    multi_line = request.replace("REQ-7781", "REQ-7782").replace(
+        "Referred by the St James's discharge team", '"Referred by the ward,\nsecond line"')
+    bad_date = request.replace("REQ-7781", "REQ-7783").replace("2025-03-12", "12.03.2025")
+    text = _csv(spec, request + "\n", "\n", multi_line + "\n", ",,,,\n", bad_date + "\n")
+    rows = list(read_council_file(io.StringIO(text, newline=""), spec)[1])
+    assert [(r.line, bool(r.errors)) for r in rows] == [(2, False), (4, False), (7, True)]
+    assert rows[1].entries[0]["resource"]["note"][0]["text"].startswith("Referred by the ward,\nsecond line")
+
+
+def test_a_column_named_twice_fails_the_file(spec) -> None:
+    header = ",".join(c.name for c in spec.columns) + ",Event_Type\n"
+    messages, _ = read_council_file(io.StringIO(header), spec)
+    assert messages == ["error: columns named twice in the header: Event_Type"]
+
+
+def test_spec_mistakes_fail_when_the_spec_is_loaded(tmp_path) -> None:
+    from gateway.adapters.tabular.spec import spec_from_dict
+    base = {"resourceType": "ColumnSpec", "id": "t", "adapter": "council",
+            "eventKey": {"row": ["ref"]}, "columns": [{"name": "Ref", "target": "ref"}]}
+    assert spec_from_dict(base, {}).by_target["ref"].type == "string"
+    with pytest.raises(ValueError, match="unknown type"):
+        spec_from_dict({**base, "columns": [{"name": "Ref", "target": "ref", "type": "datetime"}]}, {})
+    with pytest.raises(ValueError, match="is not in mappings"):
+        spec_from_dict({**base, "columns": [{"name": "Ref", "target": "ref", "type": "code",
+                                              "conceptMap": "https://example.org/ConceptMap/none"}]}, {})
+    with pytest.raises(ValueError, match="eventKey"):
+        spec_from_dict({**base, "eventKey": {}}, {})
+    with pytest.raises(ValueError, match="not a council layout"):
+        read_council_file(io.StringIO("Ref\n1\n"), spec_from_dict(base, {}))

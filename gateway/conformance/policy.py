@@ -106,11 +106,17 @@ class WriteChecker:
         return reject, warn
 
 
-def enforce(ctx, resource: dict) -> None:
-    """Called by `GatewayContext.check_resource` after the structural check of every write."""
+def checker_for(ctx) -> WriteChecker:
+    """The process's checker (its registry is shared with $validate and the CapabilityStatement)."""
     checker = ctx.services.get("profile_checker")
     if checker is None:
         checker = ctx.services["profile_checker"] = WriteChecker.from_settings(ctx.settings)
+    return checker
+
+
+def enforce(ctx, resource: dict) -> None:
+    """Called by `GatewayContext.check_resource` after the structural check of every write."""
+    checker = checker_for(ctx)
     if not checker.active:
         return
     reject, warn = checker.check(resource)

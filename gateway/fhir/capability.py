@@ -37,7 +37,8 @@ OP_DEFINITIONS = {
 
 
 @lru_cache(maxsize=4)
-def build(base_url: str) -> bytes:
+def build(base_url: str, profiles: tuple[tuple[str, str, str], ...] = ()) -> bytes:
+    """`profiles`: (resource type, profile url, base url) of the gateway's own profiles (profiles/)."""
     from gateway.fhir.router import ROUTES
 
     pairs = {(m, p) for methods, p, _ in ROUTES for m in methods}
@@ -76,6 +77,12 @@ def build(base_url: str) -> bytes:
             refs = [p.name for p in search_params_for(t).values() if p.type == "reference"]
             if refs:
                 entry["searchInclude"] = [f"{t}:{r}" for r in refs]
+        own = [(url, base) for pt, url, base in profiles if pt == t]
+        if own:
+            bases = sorted({b for _, b in own if b.startswith("https://fhir.hl7.org.uk/")})
+            if len(bases) == 1:
+                entry["profile"] = bases[0]
+            entry["supportedProfile"] = [url for url, _ in own]
         if t in ops_by_type:
             entry["operation"] = [{"name": o, "definition": OP_DEFINITIONS.get(o, o)} for o in ops_by_type[t]]
         resources.append(entry)
@@ -102,4 +109,20 @@ def build(base_url: str) -> bytes:
 
 
 async def capability_statement(ctx, req: FhirRequest) -> FhirResponse:
-    return FhirResponse(200, body=build(req.base_url))
+    return FhirResponse(200, body=build(req.base_url, _own_profiles(ctx)))
+
+
+def _own_profiles(ctx) -> tuple[tuple[str, str, str], ...]:
+    from gateway.conformance.policy import checker_for
+
+    registry = checker_for(ctx).validator.registry
+    return tuple((t, url, _root_base(registry, url)) for t, url in registry.served_profiles())
+
+
+def _root_base(registry, url: str) -> str:
+    """The first base outside the gateway's own profiles (the UK Core profile ours refine)."""
+    seen = set()
+    while url in registry.served and url not in seen:
+        seen.add(url)
+        url = (registry.structure_definition(url) or {}).get("baseDefinition", "")
+    return url

@@ -123,3 +123,11 @@ async def translate(ctx, req: FhirRequest, id: str | None = None) -> FhirRespons
             {"name": "source", "valueUri": m["source"]},
         ]})
     return FhirResponse(200, resource={"resourceType": "Parameters", "parameter": parameter})
+
+
+async def process_message(ctx, req: FhirRequest) -> FhirResponse:
+    """$process-message: NHS ADW notices (FHIR DSTU2 message Bundles, XML or JSON)."""
+    if not req.raw_body:
+        raise bad_request("$process-message needs a message Bundle in the body", code="required")
+    status, body = await ctx.services["adw"].receive(req.raw_body, req.content_type)
+    return FhirResponse(status, resource=body)

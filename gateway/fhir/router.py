@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gateway.fhir import bundles, capability, crud, history, operations, search
+from gateway.fhir import bundles, capability, crud, history, operations, search, validate_op
 from gateway.fhir.outcome import bad_request, method_not_allowed, not_found
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.structure import RESOURCE_TYPES
@@ -22,9 +22,12 @@ ROUTES: list[tuple[tuple[str, ...], str, Handler]] = [
     (("GET",), "metadata", capability.capability_statement),
     (("POST",), "", bundles.process_bundle),
     (("GET",), "_history", history.system_history),
+    (("POST",), "$process-message", operations.process_message),
     (("GET", "POST"), "ConceptMap/$translate", operations.translate),
     (("GET", "POST"), "ConceptMap/{id}/$translate", operations.translate),
     (("GET", "POST"), "Patient/{id}/$everything", operations.everything),
+    (("POST",), "{type}/$validate", validate_op.validate),
+    (("GET", "POST"), "{type}/{id}/$validate", validate_op.validate),
     (("GET",), "{type}/_history", history.type_history),
     (("POST",), "{type}/_search", search.search_type),
     (("GET",), "{type}", search.search_type),

@@ -21,9 +21,9 @@ from gateway.adapters.hl7v2.plan import lookups, plan_writes
 import orjson
 
 from gateway.fhir.bundles import rewrite_references
-from gateway.fhir.request import FhirRequest
 from gateway.fhir.search_parameters import PATIENT_COMPARTMENT
 from gateway.pipeline.provenance import provenance_for
+from gateway.pipeline.writes import apply_transaction, find_one
 from gateway.store import inbox
 
 log = logging.getLogger("gateway.hl7v2")
@@ -113,20 +113,10 @@ class Hl7v2Pipeline:
         return await self._finish(s, entry_id, msg, "stored", steps, [], produced, "AA", replay)
 
     async def _find_one(self, s, rtype: str, query: str) -> dict | None:
-        from gateway.fhir.search import find_matches
-
-        rows = await find_matches(self.ctx, s, rtype, query, limit=1)
-        return orjson.loads(rows[0].content) if rows else None
+        return await find_one(self.ctx, s, rtype, query)
 
     async def _store(self, s, entries: list[dict]) -> list[str]:
-        """Run entries as one FHIR transaction (same handlers as HTTP); the versions it wrote."""
-        if not entries:
-            return []
-        before = len(s.changes)
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        await self.ctx.router.dispatch(FhirRequest("POST", "", body=bundle, in_bundle=True,
-                                                   headers={"prefer": "return=minimal"}))
-        return [f"{r.type}/{r.id}/_history/{r.version}" for r in s.changes[before:]]
+        return await apply_transaction(self.ctx, s, entries)
 
     async def _follow_merge(self, s, mapping, found: dict) -> list[str]:
         """A40: what pointed at the retired Patient now points at the survivor (history untouched)."""

@@ -55,7 +55,7 @@ Confirmed in NHS Digital's specification, public repository ``nhsconnect/FHIR-AD
   ``ADW-Message-Assessment-Notice-Reject-Response-Bundle-1-Example-1.xml``.
 
 Chosen here (not from the ADW spec): the R4 targets, documented in ``mapping.py`` (the proposed
-discharge date goes in the gateway extension ``planned-discharge-date``, not ``period.end``) and
+discharge date goes in the gateway extension ``expected-discharge-date`` (shared with HL7 v2 PV2-9), not ``period.end``) and
 ``response.py``; SNOMED CT 710824005 "Assessment of health and social care needs" as the
 ServiceRequest code (a concept found in several public code bases, not in the ADW spec).
 """

@@ -87,7 +87,7 @@ LOCAL_ENCOUNTER_SYSTEM = GATEWAY + "/Id/adw/{ods}/encounter"
 # Gateway-defined: the discharge date the hospital proposes (ADW "Proposed Discharge Date", carried
 # in DSTU2 Encounter.period.end). R4 Encounter has no element for a planned end; period.end is the
 # actual end. Value: valueDateTime (ADW sends a date).
-PLANNED_DISCHARGE_EXT = f"{GATEWAY}/StructureDefinition/planned-discharge-date"
+PLANNED_DISCHARGE_EXT = f"{GATEWAY}/StructureDefinition/expected-discharge-date"  # shared with HL7 v2 PV2-9
 
 UKCORE_PATIENT = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
 UKCORE_ENCOUNTER = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Encounter"

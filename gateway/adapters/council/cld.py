@@ -71,8 +71,9 @@ class _Event:
         self.outcome: CodeValue | None = row.get("event_outcome")
         self.outcome_status = spec.table("outcome-status").lookup(self.outcome.code) if self.outcome else None
         episode_ref = row.get("episode_reference") or (self.key if self.kind == "request" else None)
-        self.episode = (id_system("council", self.council, "episode"), f"{row.get('person_id')}.{episode_ref}") \
-            if episode_ref else None
+        self.episode: tuple[str, str] | None = None
+        if episode_ref:
+            self.episode = (id_system("council", self.council, "episode"), f"{row.get('person_id')}.{episode_ref}")
 
     def episode_ref(self) -> dict | None:
         """The owner (the Request) refers to its own entry; other rows to the stored episode."""
@@ -110,7 +111,8 @@ def map_row(row: ParsedRow, spec: ColumnSpec) -> RowResult:
     if row.duplicate_of is not None:
         return result
     if event.episode is None:
-        result.warnings.append("no Episode_Reference: the event is not linked to an EpisodeOfCare")
+        column = spec.by_target["episode_reference"].name if "episode_reference" in spec.by_target else "episode"
+        result.warnings.append(f"no {column}: the event is not linked to an EpisodeOfCare")
     build = {"request": _request, "assessment": _encounter, "review": _encounter, "service": _service}[event.kind]
     result.entries.extend(build(event))
     return result

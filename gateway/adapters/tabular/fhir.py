@@ -28,10 +28,6 @@ class RowResult:
     errors: list[str] = field(default_factory=list)  # non-empty: the row is rejected
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def rejected(self) -> bool:
-        return bool(self.errors)
-
 
 def id_system(partner: str, org_code: str, kind: str) -> str:
     """`https://fhir.activerecovery.example/Id/council/E08000035/service`"""

@@ -78,7 +78,7 @@ def _check_header(header: list[str], spec: ColumnSpec) -> tuple[list[str], list[
     unknown, duplicated = [], []
     for i, name in enumerate(header):
         folded = name.strip().casefold()
-        if folded in seen:
+        if folded and folded in seen:
             duplicated.append(name.strip())
         seen.setdefault(folded, i)
         col = by_name.get(folded)
@@ -125,7 +125,7 @@ def _rows(reader, end: int, width: int, layout: list[Column | None], spec: Colum
                 continue
             _parse(row, cells, layout, spec)
             if not row.errors:
-                _check_duplicate(row, cells, seen)
+                _check_duplicate(row, [c for c, col in zip(cells, layout) if col is not None], seen)
             yield row
     finally:
         close()
@@ -191,6 +191,7 @@ def _key_part(value: Any) -> str:
 
 
 def _check_duplicate(row: ParsedRow, cells: list[str], seen: dict) -> None:
+    """`cells`: the row's values in the spec's columns (ignored columns do not make a row differ)."""
     if row.key is None:
         return
     fingerprint = hashlib.sha256("\x1f".join(c.strip() for c in cells).encode()).hexdigest()

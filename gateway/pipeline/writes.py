@@ -1,0 +1,33 @@
+"""What every inbound pipeline does with the store: find by identifier, apply a transaction."""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.fhir.request import FhirRequest
+from gateway.fhir.search import find_matches
+
+
+def token_query(system: str, value: str) -> str:
+    """`identifier=system|value` with FHIR search escaping of `\\ , | $`."""
+    def esc(text: str) -> str:
+        for ch in ("\\", ",", "|", "$"):
+            text = text.replace(ch, "\\" + ch)
+        return text
+
+    return f"identifier={esc(system)}|{esc(value)}"
+
+
+async def find_one(ctx, s, rtype: str, query: str) -> dict | None:
+    rows = await find_matches(ctx, s, rtype, query, limit=1)
+    return orjson.loads(rows[0].content) if rows else None
+
+
+async def apply_transaction(ctx, s, entries: list[dict]) -> list[str]:
+    """Run entries as one FHIR transaction through the route table; the versions it wrote."""
+    if not entries:
+        return []
+    before = len(s.changes)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    await ctx.router.dispatch(FhirRequest("POST", "", body=bundle, in_bundle=True, headers={"prefer": "return=minimal"}))
+    return [f"{r.type}/{r.id}/_history/{r.version}" for r in s.changes[before:]]
