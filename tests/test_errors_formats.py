@@ -100,3 +100,22 @@ def test_capability_statement_reflects_server(http):
             value = "Patient/x"
         r = http.get("/Encounter", params={p["name"]: value, "_summary": "count"})
         assert r.status_code == 200, (p, r.text)
+
+
+def test_concept_maps_served_and_translate(http):
+    url = "https://fhir.activerecovery.example/ConceptMap/hl7v2-administrative-sex"
+    maps = http.get("/ConceptMap", params={"url": url}).json()
+    assert maps["total"] == 1  # loaded once however often the server starts
+    cm = maps["entry"][0]["resource"]
+    r = http.get(f"/ConceptMap/{cm['id']}/$translate", params={"code": "F", "system": "http://terminology.hl7.org/CodeSystem/v2-0001"}).json()
+    match = [p for p in r["parameter"] if p["name"] == "match"][0]
+    concept = [p for p in match["part"] if p["name"] == "concept"][0]["valueCoding"]
+    assert concept["code"] == "female" and concept["system"] == "http://hl7.org/fhir/administrative-gender"
+    # NHS Data Dictionary code 2 is female too
+    r = http.post("/ConceptMap/$translate", json={"resourceType": "Parameters", "parameter": [
+        {"name": "url", "valueUri": url}, {"name": "code", "valueCode": "2"},
+        {"name": "system", "valueUri": "https://fhir.hl7.org.uk/CodeSystem/NHSDataModelAndDictionary-PersonStatedGenderCode"}]}).json()
+    assert r["parameter"][0]["valueBoolean"] is True
+    none = http.get("/ConceptMap/$translate", params={"url": url, "code": "Q", "system": "http://terminology.hl7.org/CodeSystem/v2-0001"}).json()
+    assert none["parameter"][0]["valueBoolean"] is False
+    assert http.get("/ConceptMap/$translate", params={"url": "https://nowhere.example/x", "code": "F"}).status_code == 404

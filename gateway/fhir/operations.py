@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+# ConceptMap semantics (groups, unmapped modes, ranking) are shared with the adapters' code tables
+from gateway.adapters.hl7v2.mapping.codes import translate as translate_code
 from gateway.fhir.bundle_bytes import bundle_bytes, entry_bytes
 from gateway.fhir.outcome import bad_request, gone, not_found
 from gateway.fhir.request import FhirRequest, FhirResponse
@@ -69,24 +71,6 @@ async def everything(ctx, req: FhirRequest, id: str) -> FhirResponse:
         links.append({"relation": "next", "url": _url(base, kept + [("_page_token", str(offset + count))])})
     entries = [entry_bytes(f"{req.base_url}/{r.type}/{r.id}", r.content, {"search": {"mode": "match"}}) for r in page]
     return FhirResponse(200, body=bundle_bytes("searchset", entries, total, links))
-
-
-def translate_code(conceptmap: dict, code: str, system: str | None) -> list[dict]:
-    """Matches of `code` in a ConceptMap's groups, as $translate `match` parts."""
-    matches = []
-    for group in conceptmap.get("group", []):
-        if system and group.get("source") not in (None, system):
-            continue
-        for element in group.get("element", []):
-            if element.get("code") != code:
-                continue
-            for target in element.get("target", []):
-                concept = {"system": group.get("target"), "code": target.get("code")}
-                if target.get("display"):
-                    concept["display"] = target["display"]
-                matches.append({"equivalence": target.get("equivalence", "equivalent"), "concept": concept,
-                                "source": conceptmap.get("url")})
-    return matches
 
 
 async def translate(ctx, req: FhirRequest, id: str | None = None) -> FhirResponse:
