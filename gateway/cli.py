@@ -127,6 +127,51 @@ def inbox_replay(entry_id: int | None, failed: bool) -> None:
     _run(go)
 
 
+@main.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", "profiles", multiple=True, help="Also validate against this profile url (repeatable)")
+@click.option("--warnings/--no-warnings", default=True, help="Show warnings and information, not only errors")
+def validate_files(files: tuple[str, ...], profiles: tuple[str, ...], warnings: bool) -> None:
+    """Check partner samples offline (JSON or XML): structure, declared and given profiles.
+
+    Exits 1 when any file has an error. A Bundle's entries are checked against their own profiles.
+    """
+    from gateway.conformance.offline import validate_file
+
+    failed = 0
+    for name in files:
+        report, errors = validate_file(name, list(profiles), show_warnings=warnings)
+        click.echo(report)
+        failed += bool(errors)
+    click.echo(f"{len(files) - failed} valid, {failed} with errors")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.group()
+def conformance() -> None:
+    """Run FHIR TestScript suites against a FHIR R4 server."""
+
+
+@conformance.command("run")
+@click.option("--base", required=True, help="FHIR base URL of the server under test, e.g. http://127.0.0.1:8080/fhir")
+@click.option("--suite", "suites", multiple=True,
+              help="Suite name (a folder of conformance/suites/) or a TestScript file or folder; default: all suites")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report here")
+@click.option("--html", type=click.Path(dir_okay=False), default=None, help="Write an HTML report here")
+@click.option("--var", "variables", multiple=True, help="Override a TestScript variable: NAME=VALUE")
+@click.option("-v", "--verbose", is_flag=True, help="List every action, not only failures")
+def conformance_run(base: str, suites: tuple[str, ...], junit: str | None, html: str | None,
+                    variables: tuple[str, ...], verbose: bool) -> None:
+    """Run TestScripts; exit 1 when any assert fails."""
+    from gateway.conformance.suite import run_suites
+
+    overrides = dict(v.split("=", 1) for v in variables if "=" in v)
+    ok = run_suites(base, list(suites), junit=junit, html=html, variables=overrides, verbose=verbose, echo=click.echo)
+    if not ok:
+        raise SystemExit(1)
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "council"
 ID = "https://fhir.activerecovery.example/Id/council/E08000035"
 LA_CODE = {"identifier": {"system": "https://fhir.activerecovery.example/Id/la-code", "value": "E08000035"}}
-MARGARET_EPISODE = f"EpisodeOfCare?identifier={ID}/episode|LA00012345.EP-2025-0042"
+MARGARET_EPISODE_QUERY = f"identifier={ID}/episode|LA00012345.EP-2025-0042"
+
+
+def episode_full_url(system: str, value: str) -> str:
+    from gateway.adapters.tabular.fhir import full_url
+
+    return full_url("EpisodeOfCare", system, value)
+
+
+# Rows other than the Request point at the episode entry of their own transaction: a
+# create-if-missing stub, so a Service that arrives before its Request still links up.
+MARGARET_EPISODE = episode_full_url(f"{ID}/episode", "LA00012345.EP-2025-0042")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +71,10 @@ def test_every_entry_is_a_conditional_put_by_source_scoped_identifier(valid) -> 
             res, req = entry["resource"], entry["request"]
             ident = res["identifier"][0]
             url = f"{res['resourceType']}?identifier={ident['system']}|{ident['value']}"
+            if req["method"] == "POST":  # the episode stub: created only if the episode is missing
+                assert req == {"method": "POST", "url": "EpisodeOfCare", "ifNoneExist": url.split("?", 1)[1]}
+                assert entry["fullUrl"] == episode_full_url(ident["system"], ident["value"])
+                continue
             assert req == {"method": "PUT", "url": url}
             assert ident["system"].startswith(f"{ID}/")
             assert entry["fullUrl"].startswith("urn:uuid:")
@@ -115,7 +130,8 @@ def test_the_request_owns_the_recovery_episode(valid) -> None:
     row = valid[2]
     episode_entry = next(e for e in row.entries if e["resource"]["resourceType"] == "EpisodeOfCare")
     episode = episode_entry["resource"]
-    assert episode_entry["request"]["url"] == MARGARET_EPISODE
+    assert episode_entry["request"]["url"] == f"EpisodeOfCare?{MARGARET_EPISODE_QUERY}"
+    assert episode_entry["fullUrl"] == MARGARET_EPISODE
     assert episode["status"] == "active"
     assert episode["type"][0]["coding"][0]["code"] == "R"  # Interweave service type: Reablement
     assert episode["managingOrganization"] == LA_CODE
@@ -169,7 +185,7 @@ def test_review_by_telephone_is_virtual(valid) -> None:
 
 def test_open_st_max_service_is_an_active_reablement_plan(valid) -> None:
     row = valid[4]
-    assert [e["resource"]["resourceType"] for e in row.entries] == ["CarePlan"]
+    assert [e["resource"]["resourceType"] for e in row.entries] == ["CarePlan", "EpisodeOfCare"]
     plan = resource(row, "CarePlan")
     assert plan["identifier"] == [{"system": f"{ID}/service", "value": "SVC-9902"}]
     assert plan["status"] == "active" and plan["intent"] == "plan"
@@ -309,8 +325,8 @@ def test_empty_file_is_an_error(spec) -> None:
 def test_redelivered_file_updates_the_same_resources(spec, valid) -> None:
     _, later = read("cld_redelivered.csv", spec)
     assert all(r.errors == [] for r in later)
-    first = {e["request"]["url"]: e for r in valid.values() for e in r.entries}
-    again = {e["request"]["url"]: e for r in later for e in r.entries}
+    first = {e["request"]["url"]: e for r in valid.values() for e in r.entries if e["request"]["method"] == "PUT"}
+    again = {e["request"]["url"]: e for r in later for e in r.entries if e["request"]["method"] == "PUT"}
     assert first.keys() == again.keys()
     assert all(first[u]["fullUrl"] == again[u]["fullUrl"] for u in first)
     service = again[f"CarePlan?identifier={ID}/service|SVC-9902"]["resource"]
@@ -335,7 +351,7 @@ def test_second_council_is_onboarded_with_a_spec_file_only(spec) -> None:
     assert episode["identifier"][0]["value"] == "WK-000981.CASE-7781"
     assert plan["identifier"] == [{"system": f"{wk}/service", "value": "P-22014"}]  # "Package" row kind
     assert plan["status"] == "active" and "end" not in plan["period"]  # N/A is a null value there
-    assert plan["supportingInfo"] == [{"reference": f"EpisodeOfCare?identifier={wk}/episode|WK-000981.CASE-7781"}]
+    assert plan["supportingInfo"] == [{"reference": episode_full_url(f"{wk}/episode", "WK-000981.CASE-7781")}]
     patient = rows[0].patient
     assert patient["name"][0] == {"use": "official", "family": "Brontë-Hughes", "given": ["Zoë"]}  # Windows-1252
     assert patient["birthDate"] == "1944-09-08" and patient["gender"] == "female"

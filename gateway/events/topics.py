@@ -24,6 +24,7 @@ class Topic:
     description: str
     resource_type: str
     current: tuple[tuple[str, str], ...]  # search parameters the resource must match now
+    passes: Callable[[dict], bool]  # the same test on the changed version itself
     previous_failed: Callable[[dict | None], bool]  # True when the version before did not qualify
     previous_text: str
     interactions: tuple[str, ...] = ("create", "update")
@@ -58,6 +59,11 @@ class Topic:
         }
 
 
+def _active_referral(resource: dict) -> bool:
+    codings = [c for cat in resource.get("category", []) or [] for c in cat.get("coding", []) or []]
+    return resource.get("status") == "active" and any(c.get("system") == PATHWAY for c in codings)
+
+
 def _not_active(previous: dict | None) -> bool:
     return previous is None or previous.get("status") != "active"
 
@@ -69,6 +75,7 @@ DISCHARGE_TO_ACTIVE_RECOVERY = Topic(
                 "discharged from hospital into reablement, a recovery hub bed or community therapy.",
     resource_type="ServiceRequest",
     current=(("status", "active"), ("category", f"{PATHWAY}|")),
+    passes=_active_referral,
     previous_failed=_not_active,
     previous_text="ServiceRequest?status:not=active",
 )

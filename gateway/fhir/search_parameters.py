@@ -49,6 +49,7 @@ PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = {
     "Goal": ("patient",),
     "Observation": ("subject", "performer"),
     "Patient": ("link",),
+    "Procedure": ("patient", "performer"),
     "Provenance": ("patient",),
     "ServiceRequest": ("subject", "performer"),
 }

@@ -18,18 +18,12 @@ from gateway.adapters.hl7v2.mapping.adt import map_adt
 from gateway.adapters.hl7v2.mapping.codes import ConceptMaps
 from gateway.adapters.hl7v2.mapping.feeds import FeedConfig
 from gateway.adapters.hl7v2.plan import lookups, plan_writes
-import orjson
-
-from gateway.fhir.bundles import rewrite_references
-from gateway.fhir.search_parameters import PATIENT_COMPARTMENT
 from gateway.pipeline.provenance import provenance_for
-from gateway.pipeline.writes import apply_transaction, find_one
+from gateway.pipeline.writes import apply_transaction, find_one, move_references
 from gateway.store import inbox
 
 log = logging.getLogger("gateway.hl7v2")
 DONE = ("stored", "failed", "rejected")
-# What happened stays as it was recorded: merges do not rewrite audit trails or Patient links.
-_HISTORY_TYPES = ("Patient", "Provenance", "AuditEvent")
 
 
 class Hl7v2Pipeline:
@@ -121,20 +115,11 @@ class Hl7v2Pipeline:
     async def _follow_merge(self, s, mapping, found: dict) -> list[str]:
         """A40: what pointed at the retired Patient now points at the survivor (history untouched)."""
         survivor = await self._find_one(s, "Patient", lookups(mapping)["patient"][1])
-        retired = [f for name, f in found.items() if name.startswith("merge_from_") and f]
-        entries = []
-        pairs = [(t, p) for t, ps in PATIENT_COMPARTMENT.items() if t not in _HISTORY_TYPES for p in ps]
-        for old in retired:
-            if survivor is None or old["id"] == survivor["id"]:
-                continue
-            refs = {f"Patient/{old['id']}": f"Patient/{survivor['id']}"}
-            for row in await s.compartment(old["id"], pairs, None, None):
-                resource = orjson.loads(row.content)
-                moved = rewrite_references(resource, refs)
-                if moved != resource:
-                    entries.append({"resource": moved, "request": {"method": "PUT", "url": f"{row.type}/{row.id}",
-                                                                     "ifMatch": row.etag}})
-        return await self._store(s, entries)
+        produced: list[str] = []
+        for name, old in found.items():
+            if name.startswith("merge_from_") and old and survivor:
+                produced += await move_references(self.ctx, s, old["id"], survivor["id"])
+        return produced
 
     async def _finish(self, s, entry_id, msg, status, steps, errors: list[AckError], produced, code, replay=False) -> bytes:
         ack = build_ack(msg, code, control_id=new_control_id(), errors=errors).encode("utf-8")

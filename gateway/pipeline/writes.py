@@ -31,3 +31,25 @@ async def apply_transaction(ctx, s, entries: list[dict]) -> list[str]:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     await ctx.router.dispatch(FhirRequest("POST", "", body=bundle, in_bundle=True, headers={"prefer": "return=minimal"}))
     return [f"{r.type}/{r.id}/_history/{r.version}" for r in s.changes[before:]]
+
+
+# What happened stays as it was recorded: merges do not rewrite audit trails or Patient links.
+_HISTORY_TYPES = ("Patient", "Provenance", "AuditEvent")
+
+
+async def move_references(ctx, s, old_id: str, new_id: str) -> list[str]:
+    """Everything in Patient/old_id's compartment now points at Patient/new_id (a merge)."""
+    from gateway.fhir.bundles import rewrite_references
+    from gateway.fhir.search_parameters import PATIENT_COMPARTMENT
+
+    if old_id == new_id:
+        return []
+    pairs = [(t, p) for t, ps in PATIENT_COMPARTMENT.items() if t not in _HISTORY_TYPES for p in ps]
+    refs = {f"Patient/{old_id}": f"Patient/{new_id}"}
+    entries = []
+    for row in await s.compartment(old_id, pairs, None, None):
+        resource = orjson.loads(row.content)
+        moved = rewrite_references(resource, refs)
+        if moved != resource:
+            entries.append({"resource": moved, "request": {"method": "PUT", "url": f"{row.type}/{row.id}", "ifMatch": row.etag}})
+    return await apply_transaction(ctx, s, entries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 from zoneinfo import ZoneInfo
@@ -84,6 +85,7 @@ class SqlSession:
         self.tz = tz
         self.write = write
         self.changes: list[StoredResource] = []  # what this session wrote, for events
+        self._savepoints = 0
 
     # -- reads -----------------------------------------------------------------------------
     async def read(self, rtype: str, rid: str) -> StoredResource | None:
@@ -292,6 +294,23 @@ class SqlSession:
             await self.conn.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
 
     # -- writes ----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def savepoint(self):
+        """All-or-nothing inside a larger session (one file row, one bundle entry in a batch)."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        mark = len(self.changes)
+        await self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            await self.conn.execute(f"RELEASE SAVEPOINT {name}")
+            del self.changes[mark:]
+            raise
+        else:
+            await self.conn.execute(f"RELEASE SAVEPOINT {name}")
+
     async def lock(self, key: str) -> None:
         """Serialise writers that race on the same logical key (conditional create/update)."""
         await self.dialect.lock(self.conn, key)

@@ -29,7 +29,7 @@ from typing import IO, Iterator
 from gateway.adapters.tabular import ColumnSpec, ParsedRow, RowResult, load_spec, read_table
 from gateway.adapters.tabular.codes import CodeValue
 from gateway.adapters.tabular.fhir import (
-    GATEWAY, PATIENT_REF, concept, conditional_ref, drop_empty, full_url, id_system, identifier, meta, org_ref,
+    GATEWAY, PATIENT_REF, concept, conditional_url, drop_empty, full_url, id_system, identifier, meta, org_ref,
     period, put_entry,
 )
 from gateway.adapters.tabular.patient import patient_from_row
@@ -76,12 +76,11 @@ class _Event:
             self.episode = (id_system("council", self.council, "episode"), f"{row.get('person_id')}.{episode_ref}")
 
     def episode_ref(self) -> dict | None:
-        """The owner (the Request) refers to its own entry; other rows to the stored episode."""
+        """Every row refers to the episode entry of its own transaction: the Request's full
+        EpisodeOfCare, or for other rows a create-if-missing stub (see `_episode_stub`)."""
         if self.episode is None:
             return None
-        if self.kind == "request":
-            return {"reference": full_url("EpisodeOfCare", *self.episode)}
-        return conditional_ref("EpisodeOfCare", *self.episode)
+        return {"reference": full_url("EpisodeOfCare", *self.episode)}
 
     def status(self, system: str) -> str | None:
         return self.outcome_status.code_in(system) if self.outcome_status else None
@@ -115,7 +114,30 @@ def map_row(row: ParsedRow, spec: ColumnSpec) -> RowResult:
         result.warnings.append(f"no {column}: the event is not linked to an EpisodeOfCare")
     build = {"request": _request, "assessment": _encounter, "review": _encounter, "service": _service}[event.kind]
     result.entries.extend(build(event))
+    if event.episode is not None and event.kind != "request":
+        result.entries.append(_episode_stub(event))
     return result
+
+
+def _episode_stub(ev: _Event) -> dict:
+    """A Service or Review may arrive without its Request (it began before the first extract):
+    create the episode from what this row knows, only if it does not exist yet. When the Request
+    arrives, its conditional update fills the episode in; a stub never overwrites it."""
+    kind = ev.spec.setting("episodeType") or {}
+    system, value = ev.episode
+    stub = drop_empty({
+        "resourceType": "EpisodeOfCare",
+        "meta": meta("EpisodeOfCare", ev.spec.id),
+        "identifier": [identifier(system, value)],
+        "status": "active",
+        "type": [concept(kind["system"], kind["code"], kind.get("display"), kind.get("text"))] if kind else [],
+        "patient": {"reference": PATIENT_REF},
+        "managingOrganization": ev.council_ref,
+        "period": period(ev.start, None),
+    })
+    return {"fullUrl": full_url("EpisodeOfCare", system, value), "resource": stub,
+            "request": {"method": "POST", "url": "EpisodeOfCare",
+                        "ifNoneExist": conditional_url("EpisodeOfCare", system, value).split("?", 1)[1]}}
 
 
 # --------------------------------------------------------------------------- Request
