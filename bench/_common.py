@@ -127,7 +127,7 @@ def wrk_script(requests: list[tuple[str, str, str | None]], headers: dict[str, s
         "{" + f"{_lua_str(m)}, {_lua_str(p)}, " + (_lua_str(b) if b is not None else "nil") + "}"
         for m, p, b in requests
     )
-    hdrs = ", ".join(f"[{_lua_str(k)}] = {_lua_str(v)}" for k, v in (headers or {}).items())
+    hdrs = ", ".join(f"[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in (headers or {}).items())
     return f"""
 local reqs = {{
 {items}

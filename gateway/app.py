@@ -105,7 +105,12 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                                            settings.mllp_host or settings.host, settings.mllp_port,
                                            max_message_bytes=settings.max_body_bytes)
             log.info("MLLP listener on %s:%s", settings.mllp_host or settings.host, settings.mllp_port)
+        from gateway.events.service import EventService
+
+        events = EventService(ctx)
+        await events.start()
         yield
+        await events.stop()
         if mllp is not None:
             mllp.close()
             await mllp.wait_closed()
@@ -135,6 +140,11 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     from gateway.inbound import ROUTES as INBOUND_ROUTES
 
     app.router.routes.extend(INBOUND_ROUTES)
+    from gateway.events.edge import EdgeMiddleware
+    from gateway.events.routes import ROUTES as EVENT_ROUTES
+
+    app.router.routes.extend(EVENT_ROUTES)
+    app.add_middleware(EdgeMiddleware, ctx=ctx)
     app.router.routes.append(Route("/fhir", fhir_endpoint, methods=_METHODS))
     app.router.routes.append(Route("/fhir/{path:path}", fhir_endpoint, methods=_METHODS))
     return app

@@ -172,6 +172,59 @@ def conformance_run(base: str, suites: tuple[str, ...], junit: str | None, html:
         raise SystemExit(1)
 
 
+@main.command()
+@click.argument("kind", type=click.Choice(["council", "community"]))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Column spec for this source's layout (default: mappings/council-cld.json or community-csds.json)")
+@click.option("--rejects", type=click.Path(dir_okay=False), default="rejected-rows.csv", show_default=True,
+              help="CSV written with every rejected row and its reasons")
+@click.option("--database-url", default=None, help=SETTINGS["database_url"])
+def ingest(kind: str, files: tuple[str, ...], spec: str | None, rejects: str, database_url: str | None) -> None:
+    """Load council (CLD) or community (CSDS) CSV files into the shared record."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from gateway.pipeline.ingest import ingest as run_ingest
+    from gateway.pipeline.ingest import write_rejects
+    from gateway.startup import load_conformance_resources
+
+    if database_url:
+        os.environ["GATEWAY_DATABASE_URL"] = database_url
+
+    async def go() -> int:
+        ctx = _context()
+        await ctx.store.open()
+        failed = 0
+        try:
+            await load_conformance_resources(ctx)
+            reports = []
+            for name in files:
+                path = Path(name)
+                with path.open("rb") as f:
+                    total = max(sum(1 for _ in f) - 1, 0)
+                with tqdm(total=total, unit="row", desc=path.name, disable=None) as bar:
+                    report = await run_ingest(ctx, kind, path, path.name, Path(spec) if spec else None, bar.update)
+                reports.append(report)
+                for e in report.file_errors:
+                    click.echo(f"{path.name}: {e}", err=True)
+                for w in report.warnings[:20]:
+                    click.echo(f"{path.name}: {w}", err=True)
+                click.echo(report.summary())
+                failed += len(report.file_errors) > 0
+            rejected = [r for r in reports if r.rejected]
+            if rejected:
+                out = Path(rejects)
+                write_rejects(out, rejected)
+                click.echo(f"{sum(len(r.rejected) for r in reports)} rejected rows written to {out}")
+        finally:
+            await ctx.store.close()
+        return failed
+
+    raise SystemExit(1 if _run(go) else 0)
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

@@ -73,7 +73,36 @@ async def replay_inbox_entry(request: Request) -> Response:
     return JSONResponse({"id": int(raw_id), "status": status})
 
 
+CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+
+
+async def post_ingest(request: Request) -> Response:
+    """A council (CLD) or community (CSDS) CSV file in; a FHIR OperationOutcome report out."""
+    from gateway.pipeline.ingest import ingest
+
+    ctx = request.app.state.ctx
+    kind = request.path_params["kind"]
+    if kind not in ("council", "community"):
+        return _outcome(404, "not-found", f"No ingest channel {kind!r}; use council or community")
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype not in CSV_TYPES:
+        return _outcome(415, "not-supported", "Send the file as text/csv")
+    body = await request.body()
+    if len(body) > ctx.settings.max_body_bytes:
+        return _outcome(413, "too-costly", "File over the size limit; use `gateway ingest` for large files")
+    source = request.query_params.get("source") or f"{kind}-upload"
+    report = await ingest(ctx, kind, body, source)
+    status = 400 if report.file_errors else 200
+    return Response(orjson.dumps(report.outcome()), status_code=status, media_type="application/fhir+json")
+
+
+def _outcome(status: int, code: str, text: str) -> Response:
+    body = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/fhir+json")
+
+
 ROUTES = [
+    Route("/ingest/{kind}", post_ingest, methods=["POST"]),
     Route("/hl7v2", post_hl7v2, methods=["POST"]),
     Route("/inbox", list_inbox, methods=["GET"]),
     Route("/inbox/{entry_id}", get_inbox_entry, methods=["GET"]),

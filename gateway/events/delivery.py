@@ -27,6 +27,8 @@ from gateway.store.base import VersionConflict
 from gateway.store.sql import now_us
 
 log = logging.getLogger("gateway.events")
+# httpx logs every request at INFO; a busy subscription would drown the gateway's own log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def backoff_s(attempt: int, base_ms: int, cap_ms: int) -> float:

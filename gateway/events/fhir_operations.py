@@ -5,6 +5,8 @@ Transport-free handlers for the route table, like every other FHIR handler.
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
 
 from gateway.events import deliveries, notify
@@ -66,6 +68,6 @@ async def status(ctx, req: FhirRequest, id: str) -> FhirResponse:
     params = notify.status_parameters(spec, req.base_url, "query-status", total)
     if spec.resource.get("error"):
         params["parameter"].append({"name": "error", "valueCodeableConcept": {"text": spec.resource["error"]}})
-    entry = entry_bytes(f"urn:uuid:status-{id}", orjson.dumps(params), {"search": {"mode": "match"}})
+    entry = entry_bytes(f"urn:uuid:{uuid.uuid4()}", orjson.dumps(params), {"search": {"mode": "match"}})
     return FhirResponse(200, body=bundle_bytes("searchset", [entry], 1, [
         {"relation": "self", "url": f"{req.base_url}/Subscription/{id}/$status"}]))

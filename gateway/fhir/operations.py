@@ -115,3 +115,45 @@ async def process_message(ctx, req: FhirRequest) -> FhirResponse:
         raise bad_request("$process-message needs a message Bundle in the body", code="required")
     status, body = await ctx.services["adw"].receive(req.raw_body, req.content_type)
     return FhirResponse(status, resource=body)
+
+
+async def match(ctx, req: FhirRequest) -> FhirResponse:
+    """Patient/$match (R4): scored candidates for a Patient, graded by the identity rules."""
+    from gateway.pipeline.identity import MatchResult, match_grade, nhs_numbers
+    from gateway.pipeline.matching import demographic_candidates
+    from gateway.pipeline.writes import find_one, token_query
+
+    body = req.body
+    params = {p.get("name"): p for p in (body or {}).get("parameter", [])} if isinstance(body, dict) else {}
+    if not body or body.get("resourceType") != "Parameters" or "resource" not in params:
+        raise bad_request("Patient/$match needs a Parameters body with a 'resource' Patient", "Parameters.parameter", "required")
+    patient = ctx.check_resource(params["resource"].get("resource"), "Patient", "resource parameter")
+    only_certain = bool(params.get("onlyCertainMatches", {}).get("valueBoolean", False))
+    count = params.get("count", {}).get("valueInteger")
+    async with ctx.store.session() as s:
+        found: dict[str, dict] = {}
+        for ident in patient.get("identifier", []):
+            if ident.get("system") and ident.get("value"):
+                hit = await find_one(ctx, s, "Patient", token_query(ident["system"], ident["value"]))
+                if hit and hit.get("active") is not False:
+                    found[hit["id"]] = hit
+        for c in await demographic_candidates(ctx, s, patient, limit=50):
+            found.setdefault(c["id"], c)
+    scored = []
+    for candidate in found.values():
+        result = match_grade(patient, candidate)
+        shared = {(i.get("system"), i.get("value")) for i in patient.get("identifier", [])} & {
+            (i.get("system"), i.get("value")) for i in candidate.get("identifier", [])}
+        nhs_conflict = bool(nhs_numbers(patient)) and bool(nhs_numbers(candidate)) and not (
+            nhs_numbers(patient) & nhs_numbers(candidate))
+        if shared and not nhs_conflict:  # the same source's identifier for the person: one record
+            result = MatchResult("certain", 1.0, ["identifier equal", *result.reasons])
+        if result.grade == "none" or (only_certain and result.grade != "certain"):
+            continue
+        scored.append((result, candidate))
+    scored.sort(key=lambda x: -x[0].score)
+    if count:
+        scored = scored[: int(count)]
+    entries = [orjson.dumps({"fullUrl": f"{req.base_url}/Patient/{c['id']}", "resource": c, "search": r.search()})
+               for r, c in scored]
+    return FhirResponse(200, body=bundle_bytes("searchset", entries, len(entries)))

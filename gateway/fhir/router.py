@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from gateway.events import fhir_operations as subscription_ops
 from gateway.fhir import bundles, capability, crud, history, operations, search, validate_op
 from gateway.fhir.outcome import bad_request, method_not_allowed, not_found
 from gateway.fhir.request import FhirRequest, FhirResponse
@@ -26,6 +27,9 @@ ROUTES: list[tuple[tuple[str, ...], str, Handler]] = [
     (("GET", "POST"), "ConceptMap/$translate", operations.translate),
     (("GET", "POST"), "ConceptMap/{id}/$translate", operations.translate),
     (("GET", "POST"), "Patient/{id}/$everything", operations.everything),
+    (("POST",), "Patient/$match", operations.match),
+    (("POST",), "Subscription/{id}/$resend", subscription_ops.resend),
+    (("GET",), "Subscription/{id}/$status", subscription_ops.status),
     (("POST",), "{type}/$validate", validate_op.validate),
     (("GET", "POST"), "{type}/{id}/$validate", validate_op.validate),
     (("GET",), "{type}/_history", history.type_history),

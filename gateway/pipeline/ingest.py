@@ -59,13 +59,19 @@ class IngestReport:
         return {"resourceType": "OperationOutcome", "issue": issues}
 
     def write_rejects(self, path: Path) -> None:
-        import csv
+        write_rejects(path, [self])
 
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["source", "line", "reasons"])
-            for line, reasons in self.rejected:
-                w.writerow([self.source, line, "; ".join(reasons)])
+
+def write_rejects(path: Path, reports: list[IngestReport]) -> None:
+    """One CSV of every rejected row of every file, with its line number and reasons."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "line", "reasons"])
+        for report in reports:
+            for line, reasons in report.rejected:
+                w.writerow([report.source, line, "; ".join(reasons)])
 
 
 def reader_for(kind: str):
