@@ -36,7 +36,8 @@ def _entry_request(req: FhirRequest, entry: dict, index: int) -> FhirRequest:
                           ("ifNoneMatch", "if-none-match"), ("ifModifiedSince", "if-modified-since")):
         if request.get(field):
             headers[header] = request[field]
-    sub = FhirRequest.from_url(method, url, headers=headers, base_url=req.base_url, in_bundle=True)
+    sub = FhirRequest.from_url(method, url, headers=headers, base_url=req.base_url, in_bundle=True,
+                               prevalidated=True)  # process_bundle validated the whole Bundle
     resource = entry.get("resource")
     if method in ("POST", "PUT"):
         if resource is None:

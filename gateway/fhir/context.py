@@ -21,8 +21,13 @@ class GatewayContext:
     on_commit: list = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
 
-    def check_resource(self, resource: Any, rtype: str | None = None, where: str = "body") -> dict:
-        """A body is a known resource of the expected type and structurally valid R4 (else 400)."""
+    def check_resource(self, resource: Any, rtype: str | None = None, where: str = "body",
+                       structure_checked: bool = False) -> dict:
+        """A body is a known resource of the expected type and structurally valid R4 (else 400).
+
+        `structure_checked`: the resource was already validated structurally as part of the Bundle
+        that carried it, so the walk is not repeated for each entry.
+        """
         if not isinstance(resource, dict):
             raise bad_request(f"The {where} must be a FHIR resource (a JSON object)", code="structure")
         found = resource.get("resourceType")
@@ -32,7 +37,7 @@ class GatewayContext:
             raise bad_request(
                 f"The {where} is a {found} but the URL names {rtype}", f"{found}.resourceType", "invalid"
             )
-        issues = validate_resource(resource)
+        issues = [] if structure_checked else validate_resource(resource)
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         if errors:
             raise FhirError(400, [Issue(i.severity, i.code, i.diagnostics, i.expression) for i in issues])

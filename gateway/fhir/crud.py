@@ -60,7 +60,7 @@ async def vread(ctx, req: FhirRequest, type: str, id: str, vid: str) -> FhirResp
 
 
 async def create(ctx, req: FhirRequest, type: str) -> FhirResponse:
-    resource = ctx.check_resource(req.body, type)
+    resource = ctx.check_resource(req.body, type, structure_checked=req.prevalidated)
     resource = {k: v for k, v in resource.items() if k != "id"}  # the server assigns ids on create
     criteria = req.header("if-none-exist")
     async with ctx.store.session(write=True) as s:
@@ -76,7 +76,7 @@ async def create(ctx, req: FhirRequest, type: str) -> FhirResponse:
 
 
 async def update(ctx, req: FhirRequest, type: str, id: str) -> FhirResponse:
-    resource = ctx.check_resource(req.body, type)
+    resource = ctx.check_resource(req.body, type, structure_checked=req.prevalidated)
     body_id = resource.get("id")
     if body_id is None:
         raise bad_request(f"The {type} in an update must carry its id ({id})", f"{type}.id", "required")
@@ -99,7 +99,7 @@ async def _update(ctx, req: FhirRequest, resource: dict, id: str, if_match: int 
 
 
 async def conditional_update(ctx, req: FhirRequest, type: str) -> FhirResponse:
-    resource = ctx.check_resource(req.body, type)
+    resource = ctx.check_resource(req.body, type, structure_checked=req.prevalidated)
     criteria = _criteria(req, "conditional update")
     async with ctx.store.session(write=True) as s:
         await s.lock(_criteria_key("update", type, criteria))

@@ -24,6 +24,8 @@ class FhirRequest:
     base_url: str = ""
     # Set by the Bundle processors: entries share their session and skip per-entry audit
     in_bundle: bool = False
+    # The body was validated structurally inside its Bundle: entries skip the repeat walk
+    prevalidated: bool = False
     # A transaction decides the id of a created resource before it runs (urn:uuid rewriting)
     assigned_id: str | None = None
 
