@@ -196,10 +196,12 @@ def test_warn_and_off_store_the_resource(strict_server, tag):
     with httpx.Client(base_url=strict_server.base, timeout=30) as c:
         assert c.post("Encounter", json=bad_stay, headers=FHIR_JSON).status_code == 201
         assert c.post("Patient", json=bad_patient, headers=FHIR_JSON).status_code == 201
-    log = strict_server.log.read_text()
-    assert "does not conform to its profiles (stored; policy warn)" in log and "Encounter.class" in log
-    # ActiveRecovery-Patient is off, but the UK Core digest it refines is still "warn": logged, not refused
-    assert "ar-nhs-1" in log
+        log = strict_server.log.read_text()
+        assert "does not conform to its profiles (stored; policy warn)" in log and "Encounter.class" in log
+        assert "ar-nhs-1" not in log, "ActiveRecovery-Patient is off: not checked at all"
+        # declaring UK Core Patient as well (default policy warn) checks the NHS number: logged, stored
+        assert c.post("Patient", json=also_uk_core, headers=FHIR_JSON).status_code == 201
+    assert "ar-nhs-1" in strict_server.log.read_text()
 
 
 def test_bad_policy_setting_is_an_error_not_ignored(tmp_path):

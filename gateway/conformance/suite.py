@@ -17,9 +17,9 @@ def suite_paths(names: list[str]) -> list[Path]:
         return sorted(p for p in SUITES.iterdir() if p.is_dir()) if SUITES.is_dir() else []
     out = []
     for name in names:
-        path = Path(name)
+        path = SUITES / name  # a suite name wins over a same-named folder in the working directory
         if not path.exists():
-            path = SUITES / name
+            path = Path(name)
         if not path.exists():
             known = ", ".join(p.name for p in SUITES.iterdir() if p.is_dir()) if SUITES.is_dir() else "none"
             raise ScriptError(f"no suite {name!r} (known: {known})")
@@ -32,7 +32,10 @@ def run_paths(base: str, paths: list[Path], variables: dict[str, str] | None = N
     runner = runner or TestScriptRunner(base, variables=variables)
     results = []
     for path in paths:
-        for origin, script in load_scripts(path):
+        scripts = load_scripts(path)
+        if not scripts:
+            raise ScriptError(f"no TestScripts in {path}")
+        for origin, script in scripts:
             results.append(runner.run(script, origin))
     return results
 

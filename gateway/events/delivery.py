@@ -123,8 +123,9 @@ class Deliverer:
         try:
             resp = await asyncio.wait_for(
                 self.client.request(out.method, out.url, content=out.body, headers=headers), self.timeout_s + 1)
-        except asyncio.TimeoutError:
-            return False, None, f"no answer within {self.timeout_s:g}s", (time.perf_counter() - t0) * 1000
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+            what = type(exc).__name__ if isinstance(exc, httpx.TimeoutException) else "timeout"
+            return False, None, f"no answer within {self.timeout_s:g}s ({what})", (time.perf_counter() - t0) * 1000
         except httpx.HTTPError as exc:
             return False, None, f"{type(exc).__name__}: {exc}"[:300], (time.perf_counter() - t0) * 1000
         ms = (time.perf_counter() - t0) * 1000

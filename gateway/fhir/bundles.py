@@ -7,8 +7,11 @@ first so `urn:uuid:` references between entries can be rewritten before anything
 
 from __future__ import annotations
 
+import re
 import uuid
 from http import HTTPStatus
+
+import orjson
 
 from gateway.fhir.outcome import FhirError, Issue, bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
@@ -72,31 +75,39 @@ def _response_entry(resp: FhirResponse, want_resource: bool) -> dict:
     return out
 
 
+# In orjson's compact output a `"reference":"..."` pair can only be an element named reference
+# (inside a string value the quotes would be escaped), so references are found and replaced on
+# the serialised bytes in C rather than by walking every node in Python.
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def _references(raw: bytes):
+    for m in _REFERENCE.finditer(raw):
+        yield m, (orjson.loads(b'"' + m.group(1) + b'"') if b"\\" in m.group(1) else m.group(1).decode())
+
+
 def rewrite_references(node, refs: dict[str, str]):
     """A copy of `node` with every `reference` found in `refs` replaced."""
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            if k == "reference" and isinstance(v, str) and v in refs:
-                out[k] = refs[v]
-            else:
-                out[k] = rewrite_references(v, refs)
-        return out
-    if isinstance(node, list):
-        return [rewrite_references(v, refs) for v in node]
-    return node
+    if not refs:
+        return node
+    raw = orjson.dumps(node)
+    out, last, changed = [], 0, False
+    for m, value in _references(raw):
+        new = refs.get(value)
+        if new is not None:
+            out += [raw[last:m.start()], b'"reference":', orjson.dumps(new)]
+            last, changed = m.end(), True
+    if not changed:
+        return node
+    out.append(raw[last:])
+    return orjson.loads(b"".join(out))
 
 
 def _conditional_refs(node, found: set[str]) -> None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "reference" and isinstance(v, str) and "?" in v and not v.startswith(("http:", "https:", "urn:")):
-                found.add(v)
-            else:
-                _conditional_refs(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _conditional_refs(v, found)
+    """Conditional references (`Patient?identifier=...`) anywhere in `node`."""
+    for _, value in _references(orjson.dumps(node)):
+        if "?" in value and not value.startswith(("http:", "https:", "urn:")):
+            found.add(value)
 
 
 async def process_bundle(ctx, req: FhirRequest) -> FhirResponse:

@@ -19,7 +19,7 @@ from gateway.adapters.adw import AdwError, build_response, map_adw, parse_adw
 from gateway.adapters.adw.codes import ENCOUNTER_REF, PATIENT_REF, PLANNED_DISCHARGE_EXT
 from gateway.pipeline.hl7v2 import _now
 from gateway.pipeline.provenance import provenance_for
-from gateway.pipeline.writes import apply_transaction, find_one, token_query
+from gateway.pipeline.writes import apply_transaction, find_one, token_query, write_one
 from gateway.store import inbox
 
 log = logging.getLogger("gateway.adw")
@@ -61,7 +61,7 @@ class AdwPipeline:
             if produced:
                 prov = provenance_for(produced, entry.id, f"ADW {m.kind} notice {m.message_id}", sender or None,
                                       f"hospital {sender}")
-                produced += await self._store(s, [{"resource": prov, "request": {"method": "POST", "url": "Provenance"}}])
+                produced += await write_one(self.ctx, s, prov)
             steps["stored"] = _now()
             reply = build_response(bundle, True, [])
             await inbox.update(s, entry.id, "stored", orjson.dumps(reply),

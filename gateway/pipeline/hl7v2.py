@@ -19,7 +19,7 @@ from gateway.adapters.hl7v2.mapping.codes import ConceptMaps
 from gateway.adapters.hl7v2.mapping.feeds import FeedConfig
 from gateway.adapters.hl7v2.plan import lookups, plan_writes
 from gateway.pipeline.provenance import provenance_for
-from gateway.pipeline.writes import apply_transaction, find_one, move_references
+from gateway.pipeline.writes import apply_transaction, find_one, move_references, write_one
 from gateway.store import inbox
 
 log = logging.getLogger("gateway.hl7v2")
@@ -102,7 +102,7 @@ class Hl7v2Pipeline:
             prov = provenance_for(produced, entry_id, f"HL7 v2 {msg.message_type}^{msg.trigger_event} "
                                   f"control id {msg.control_id}", feed.ods_code or msg.sending_facility or None,
                                   msg.sending_application or msg.sending_facility)
-            produced += await self._store(s, [{"resource": prov, "request": {"method": "POST", "url": "Provenance"}}])
+            produced += await write_one(self.ctx, s, prov)
         steps["stored"] = _now()
         return await self._finish(s, entry_id, msg, "stored", steps, [], produced, "AA", replay)
 

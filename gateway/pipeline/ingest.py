@@ -19,7 +19,7 @@ from gateway.fhir.bundles import rewrite_references
 from gateway.fhir.outcome import FhirError
 from gateway.pipeline.matching import resolve_patient
 from gateway.pipeline.provenance import provenance_for
-from gateway.pipeline.writes import apply_transaction
+from gateway.pipeline.writes import apply_transaction, write_one
 
 PATIENT_REF = "urn:gateway:patient"
 FILE_SYSTEM = "https://fhir.activerecovery.example/Id/ingest-file"
@@ -140,7 +140,7 @@ async def _one_row(ctx, s, kind: str, row, report: IngestReport, file_ref: str) 
                                       activity="UPDATE")
                 prov["entity"][0]["what"] = {"identifier": {"system": FILE_SYSTEM, "value": f"{file_ref}:{row.line}"},
                                              "display": f"{kind} file {file_ref.split('#')[0]}, line {row.line}"}
-                await apply_transaction(ctx, s, [{"resource": prov, "request": {"method": "POST", "url": "Provenance"}}])
+                await write_one(ctx, s, prov)
     except FhirError as exc:
         report.rejected.append((row.line, [i.diagnostics for i in exc.issues]))
         return

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from gateway.pipeline.identity import NHS_NUMBER_SYSTEM, demographics, is_valid_nhs_number, match_grade
-from gateway.pipeline.writes import apply_transaction, find_one, move_references, token_query
+from gateway.pipeline.writes import find_one, move_references, token_query, write_one
 
 REVIEW_TAG = {"system": "https://fhir.activerecovery.example/CodeSystem/identity-review", "code": "possible-duplicate",
               "display": "Possible duplicate: for review"}
@@ -90,8 +90,7 @@ async def _new_patient(ctx, s, incoming: dict) -> PatientMatch:
     if close:
         patient.setdefault("meta", {}).setdefault("tag", []).append(REVIEW_TAG)
         patient["link"] = [{"other": {"reference": f"Patient/{c['id']}"}, "type": "seealso"} for _, c in close]
-    written += await apply_transaction(ctx, s, [{"resource": {**patient, "id": pid},
-                                                 "request": {"method": "PUT", "url": f"Patient/{pid}"}}])
+    written += await write_one(ctx, s, {**patient, "id": pid})
     for _, c in close:
         linked = copy.deepcopy(c)
         linked["link"] = [*c.get("link", []), {"other": {"reference": f"Patient/{pid}"}, "type": "seealso"}]
@@ -123,8 +122,7 @@ async def demographic_candidates(ctx, s, incoming: dict, limit: int = 20) -> lis
 async def _update(ctx, s, current: dict, new: dict) -> list[str]:
     if new == current:
         return []
-    return await apply_transaction(ctx, s, [{"resource": new, "request": {
-        "method": "PUT", "url": f"Patient/{current['id']}", "ifMatch": f'W/"{current["meta"]["versionId"]}"'}}])
+    return await write_one(ctx, s, new, int(current["meta"]["versionId"]))
 
 
 async def _link_replaced(ctx, s, old: dict, survivor: dict) -> list[str]:

@@ -23,6 +23,25 @@ async def find_one(ctx, s, rtype: str, query: str) -> dict | None:
     return orjson.loads(rows[0].content) if rows else None
 
 
+async def write_one(ctx, s, resource: dict, if_match: int | None = None) -> list[str]:
+    """One resource, checked like any write, without the Bundle machinery (Provenance, a Patient
+    update): create when it has no id, else update. Returns the version written, if any."""
+    from gateway.store.base import VersionConflict
+    from gateway.fhir.outcome import precondition_failed
+
+    ctx.check_resource(resource, resource.get("resourceType"))
+    before = len(s.changes)
+    if resource.get("id"):
+        try:
+            await s.update(resource, resource["id"], if_match)
+        except VersionConflict as exc:
+            raise precondition_failed(f"{resource['resourceType']}/{resource['id']} changed meanwhile "
+                                      f"(now version {exc.current})") from None
+    else:
+        await s.create(resource)
+    return [f"{r.type}/{r.id}/_history/{r.version}" for r in s.changes[before:]]
+
+
 async def apply_transaction(ctx, s, entries: list[dict]) -> list[str]:
     """Run entries as one FHIR transaction through the route table; the versions it wrote."""
     if not entries:

@@ -59,6 +59,8 @@ class ActionResult:
 
 @dataclass
 class TestResult:
+    __test__ = False  # not a pytest class
+
     name: str
     description: str = ""
     actions: list[ActionResult] = field(default_factory=list)

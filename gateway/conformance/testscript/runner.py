@@ -36,6 +36,8 @@ class ScriptError(Exception):
 
 
 class TestScriptRunner:
+    __test__ = False  # not a pytest class
+
     def __init__(self, base_url: str, client: httpx.Client | None = None, *,
                  validate: Callable[[Any, str], list] | None = None, variables: dict[str, str] | None = None,
                  timeout: float = 30.0) -> None:
