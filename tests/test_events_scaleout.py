@@ -184,3 +184,28 @@ def test_late_commit_with_a_lower_seq_is_not_skipped_on_postgres(tmp_path):
         g.stop()
         rec.close()
         asyncio.run(drop_pg_schema(url))
+
+
+def test_serve_workers_runs_n_processes_that_share_delivery(backend, tmp_path):
+    url = store_url(backend, tmp_path)
+    g = GatewayProcess(url, tmp_path, extra_env={**FAST, **redis_env()}, args=["--workers", "2"]).start()
+    rec = Receiver()
+    tag = uuid.uuid4().hex[:10]
+    try:
+        with httpx.Client(timeout=30) as client:
+            # each new connection may land on either worker; both must answer and both run the event service
+            nodes = wait_until(lambda: (n := {status(g)["node"] for _ in range(20)}) if len(n) == 2 else None,
+                               what="two worker processes")
+            sid = create_active(client, g.base, subscription(f"Patient?_tag={TAG_SYSTEM}|{tag}", rec.url, payload=None))
+            for _ in range(30):
+                client.post(f"{g.base}/Patient", json=patient(tag))
+            rec.wait_for(lambda rows: len([r for r in rows if not r.handshake]) >= 30)
+            time.sleep(0.5)
+            assert len(rec.notifications()) == 30
+            by = {d["log"][0]["by"] for d in log_of(g, sid) if d["kind"] == "event"}
+            assert by == nodes, (by, nodes)
+    finally:
+        g.stop()
+        rec.close()
+        if backend == "postgres":
+            asyncio.run(drop_pg_schema(url))
