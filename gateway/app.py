@@ -147,6 +147,9 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, ctx=ctx)
     app.router.routes.append(Route("/fhir", fhir_endpoint, methods=_METHODS))
     app.router.routes.append(Route("/fhir/{path:path}", fhir_endpoint, methods=_METHODS))
+    from gateway.web.routes import ROUTES as WEB_ROUTES  # shared-history pages: /, /patients
+
+    app.router.routes.extend(WEB_ROUTES)
     return app
 
 

@@ -233,5 +233,10 @@ def _redact(url: str) -> str:
     return url
 
 
+from gateway.demo.command import demo as _demo  # noqa: E402  `gateway demo`: synthetic data, then serve
+
+main.add_command(_demo)
+
+
 if __name__ == "__main__":
     main()

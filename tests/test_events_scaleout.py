@@ -106,8 +106,9 @@ def test_two_processes_deliver_each_event_exactly_once_and_share_the_work(cluste
                 for pid in {p for p, _ in written}:  # per resource: version 1 before version 2
                     versions = [int(r.focus.rsplit("/", 1)[1]) for r in notes if r.focus.split("/")[1] == pid]
                     assert versions == [1, 2], (pid, versions)
-                log = [d for d in log_of(a, sid) if d["kind"] == "event"]
-                assert len(log) == len(written) and all(d["status"] == "delivered" and d["attempts"] == 1 for d in log)
+                log = wait_until(lambda: (x := [d for d in log_of(a, sid) if d["kind"] == "event"])
+                                 and all(d["status"] == "delivered" for d in x) and x, what="all recorded")
+                assert len(log) == len(written) and all(d["attempts"] == 1 for d in log)
                 assert sorted(d["eventNumber"] for d in log) == list(range(1, len(written) + 1))
                 assert len({d["log"][0]["by"] for d in log}) == 2, "only one process delivered"
     finally:
@@ -134,8 +135,9 @@ def test_a_killed_process_loses_nothing(cluster):
             # the survivor takes the victim's lanes once their leases lapse (2 s) and finishes the work
             wait_until(lambda: len(status(b).get("lanes", [])) == 4, 15, what="survivor owns every lane")
             rec.wait_for(lambda rows: {r.focus.split("/")[1] for r in rows if r.focus and r.answered == 200} >= set(ids), 40)
-            log = [d for d in log_of(b, sid) if d["kind"] == "event"]
-            assert len(log) == 40 and all(d["status"] == "delivered" for d in log), Counter(d["status"] for d in log)
+            log = wait_until(lambda: (x := [d for d in log_of(b, sid) if d["kind"] == "event"])
+                             and all(d["status"] == "delivered" for d in x) and x, what="all recorded")
+            assert len(log) == 40
             assert {d["log"][-1]["by"] for d in log} >= {victim, status(b)["node"]}
             # at-least-once across a crash: a notification the victim had sent but not yet recorded may
             # arrive twice (same X-Gateway-Event, so the partner can tell) - at most one per victim lane
@@ -194,8 +196,11 @@ def test_serve_workers_runs_n_processes_that_share_delivery(backend, tmp_path):
     try:
         with httpx.Client(timeout=30) as client:
             # each new connection may land on either worker; both must answer and both run the event service
-            nodes = wait_until(lambda: (n := {status(g)["node"] for _ in range(20)}) if len(n) == 2 else None,
-                               what="two worker processes")
+            def two_nodes():
+                seen = {status(g)["node"] for _ in range(20)}
+                return seen if len(seen) == 2 else None
+
+            nodes = wait_until(two_nodes, what="two worker processes")
             sid = create_active(client, g.base, subscription(f"Patient?_tag={TAG_SYSTEM}|{tag}", rec.url, payload=None))
             for _ in range(30):
                 client.post(f"{g.base}/Patient", json=patient(tag))

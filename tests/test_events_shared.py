@@ -65,7 +65,7 @@ def _translate(g: GatewayProcess, url: str) -> httpx.Response:
 
 
 def test_hot_reads_are_shared_and_retired_by_a_write(store_url, tmp_path):
-    env = redis_env()
+    env = {**redis_env(), "GATEWAY_BASE_URL": "https://gateway.example.org/fhir"}  # one public name
     a = GatewayProcess(store_url, tmp_path, extra_env=env).start()
     b = GatewayProcess(store_url, tmp_path, extra_env=env).start()
     url = f"https://fhir.activerecovery.example/ConceptMap/test-{uuid.uuid4().hex[:8]}"
@@ -123,3 +123,28 @@ async def test_first_time_in_process_fallback():
     assert await first_time(key, 1) is True
     with pytest.raises(ValueError):
         await first_time(key, 0)
+
+
+def test_hot_reads_without_redis_see_another_process_write(tmp_path):
+    """Two single-worker gateways on one SQLite file and no Redis: each caches for itself, and a
+    write by either retires both caches (the generation is read from the store)."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    a = GatewayProcess(url, tmp_path).start()
+    b = GatewayProcess(url, tmp_path).start()
+    cm_url = f"https://fhir.activerecovery.example/ConceptMap/test-{uuid.uuid4().hex[:8]}"
+    cm = {"resourceType": "ConceptMap", "url": cm_url, "status": "active", "group": [{
+        "source": "urn:src", "target": "urn:tgt", "element": [{"code": "A", "target": [{"code": "one", "equivalence": "equivalent"}]}]}]}
+    codes = lambda r: [p["part"][1]["valueCoding"]["code"] for p in r.json()["parameter"] if p["name"] == "match"]  # noqa: E731
+    try:
+        with httpx.Client(timeout=10) as client:
+            created = client.post(f"{a.base}/ConceptMap", json=cm).json()
+            assert _translate(a, cm_url).headers["x-gateway-cache"] == "miss"
+            hit = _translate(a, cm_url)
+            assert hit.headers["x-gateway-cache"] == "hit" and codes(hit) == ["one"]
+            cm["id"] = created["id"]
+            cm["group"][0]["element"][0]["target"][0]["code"] = "two"
+            assert client.put(f"{b.base}/ConceptMap/{created['id']}", json=cm).status_code == 200
+            assert codes(_translate(a, cm_url)) == ["two"]
+    finally:
+        a.stop()
+        b.stop()

@@ -97,8 +97,8 @@ def test_handshake_activates_and_notifications_are_signed_full_resources(gw, cli
     assert not verify("another-secret", note.headers["x-gateway-signature"], note.body)
     assert not verify(secret, note.headers["x-gateway-signature"], note.body + b" ")
 
-    log = deliveries(gw, client, sid)
-    assert log["counts"] == {"delivered": 2}
+    log = wait_until(lambda: (x := deliveries(gw, client, sid))["counts"] == {"delivered": 2} and x,
+                     what="both recorded as delivered")
     event = log["deliveries"][0]
     assert event["kind"] == "event" and event["eventNumber"] == 1 and event["attempts"] == 1
     assert event["log"][0]["status"] == 200
@@ -270,8 +270,10 @@ def test_receiver_down_then_back_gets_everything_in_order(gw, client, tag):
         assert per_resource == {pid: [1, 2, 3, 4] for pid in ids}
         numbers = sorted(int(r.event.rsplit("#", 1)[1]) for r in accepted)
         assert numbers == list(range(1, 25))  # each event once
-        log = deliveries(gw, client, sid)
-        assert log["counts"] == {"delivered": 25} and log["eventsSinceSubscriptionStart"] == 24
+        # the partner has answered; the gateway records that a moment later
+        log = wait_until(lambda: (x := deliveries(gw, client, sid))["counts"] == {"delivered": 25} and x,
+                         what="all 25 recorded as delivered")
+        assert log["eventsSinceSubscriptionStart"] == 24
         assert any(d["attempts"] > 1 for d in log["deliveries"])
     finally:
         rec.close()

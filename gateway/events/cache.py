@@ -1,13 +1,16 @@
 """A shared cache of hot reads: the CapabilityStatement and ConceptMap reads ($translate above all).
 
-Entries are keyed by a generation number per resource type. A committed write of that type bumps
-the generation (INCR in Redis, so every process sees it), which retires all of the type's entries
-at once; nothing is ever invalidated key by key. The generation is read before the response is
-computed, so a response computed while a write commits is filed under the old generation and is
-never served. The process that wrote skips the cache until its bump is visible (read-your-writes).
+Entries are filed under a generation per resource type, read before the response is computed, so
+a response computed while a write commits lands under a generation that is already retired and
+is never served. Nothing is invalidated key by key.
 
-Without Redis the cache is per process, and ConceptMap reads are cached only when there is one
-process (another worker's write could not reach this process's cache).
+- With Redis the generation is a counter in Redis: a committed write of the type bumps it (INCR)
+  from the process that wrote, so every process sees it; the writing process skips the cache until
+  its bump is visible (read-your-writes). A starting process bumps every counter too, since it may
+  just have loaded changed ConceptMaps before it could listen to commits.
+- Without Redis the cache is per process and the generation is read from the store itself (count
+  and highest change number of the type's rows), so a write by any process sharing the store
+  retires it at once. That costs one small query per hit, instead of loading and parsing maps.
 """
 
 from __future__ import annotations
@@ -17,18 +20,21 @@ import contextvars
 import hashlib
 import logging
 import time
+from typing import Awaitable, Callable
 
 import orjson
 
 log = logging.getLogger("gateway.events")
+STATIC = "metadata"  # built from the route table: changes only with the code, i.e. never while running
 
 
 class HotReadCache:
-    def __init__(self, shared, ttl: int, types: frozenset[str]) -> None:
+    def __init__(self, shared, ttl: int, types: frozenset[str],
+                 store_generation: Callable[[str], Awaitable[str]] | None = None) -> None:
         self.shared = shared
         self.ttl = ttl
-        self.types = types  # resource types whose reads may be cached ("metadata" for the statement)
-        self._gen: dict[str, int] = {}  # in-process generations (no Redis)
+        self.types = types  # what may be cached: "metadata" and resource types
+        self.store_generation = store_generation  # no Redis: the generation as the store sees it
         self._local: dict[str, tuple[float, bytes]] = {}
         self._bumping: dict[str, int] = {}  # bumps not yet visible in Redis: skip the cache meanwhile
         self._tasks: set[asyncio.Task] = set()
@@ -36,12 +42,16 @@ class HotReadCache:
     def caches(self, tag: str) -> bool:
         return self.ttl > 0 and tag in self.types
 
+    async def retire_all(self) -> None:
+        if self.shared.redis is not None:
+            for tag in self.types - {STATIC}:
+                await self.shared.redis.incr(self.shared.key("cache", "gen", tag))
+
     def touched(self, types: set[str]) -> None:
         """Called right after a commit (synchronously): retire the cached reads of these types."""
+        if self.shared.redis is None:
+            return  # the store generation has moved already
         for t in types & self.types:
-            if self.shared.redis is None:
-                self._gen[t] = self._gen.get(t, 0) + 1
-                continue
             self._bumping[t] = self._bumping.get(t, 0) + 1
             # A fresh context: the committing session must not leak into the task.
             task = asyncio.get_running_loop().create_task(self._bump(t), context=contextvars.Context())
@@ -62,13 +72,14 @@ class HotReadCache:
             return None, None
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         if self.shared.redis is None:
-            full = f"{tag}:{self._gen.get(tag, 0)}:{digest}"
+            gen = "0" if tag == STATIC else await self.store_generation(tag)
+            full = f"{tag}:{gen}:{digest}"
             hit = self._local.get(full)
             if hit and hit[0] > time.monotonic():
                 return hit[1], full
             return None, full
-        gen = await self.shared.redis.get(self.shared.key("cache", "gen", tag))
-        full = self.shared.key("cache", tag, int(gen or 0), digest)
+        gen = 0 if tag == STATIC else int(await self.shared.redis.get(self.shared.key("cache", "gen", tag)) or 0)
+        full = self.shared.key("cache", tag, gen, digest)
         return await self.shared.redis.get(full), full
 
     async def store(self, full_key: str, value: bytes) -> None:

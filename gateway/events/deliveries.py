@@ -77,15 +77,19 @@ async def add_events(s, subscription_id: str, items: list[tuple]) -> list[Delive
     first = int(row[0]) - len(items) + 1
     now = now_us()
     out = []
-    for n, (seq, rtype, rid, version, method, lane, committed) in enumerate(items):
-        r = await s.conn.fetchrow(
+    for start in range(0, len(items), 100):  # one multi-row INSERT per hundred
+        chunk = items[start : start + 100]
+        args: list = []
+        for n, (seq, rtype, rid, version, method, lane, committed) in enumerate(chunk, start):
+            args += [subscription_id, first + n, seq, rtype, rid, version, method, lane, committed, now]
+        rows = await s.conn.fetch(
             "INSERT INTO subscription_delivery (subscription_id, kind, event_number, seq, resource_type, resource_id, "
-            "version, method, lane, status, created_at, updated_at) VALUES (?, 'event', ?, ?, ?, ?, ?, ?, ?, 'pending', "
-            f"?, ?) ON CONFLICT (subscription_id, seq, kind) DO NOTHING RETURNING {_COLS}",
-            (subscription_id, first + n, seq, rtype, rid, version, method, lane, committed, now),
+            "version, method, lane, status, created_at, updated_at) VALUES "
+            + ",".join(["(?, 'event', ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"] * len(chunk))
+            + f" ON CONFLICT (subscription_id, seq, kind) DO NOTHING RETURNING {_COLS}",
+            args,
         )
-        if r is not None:
-            out.append(_delivery(r))
+        out += sorted((_delivery(r) for r in rows), key=lambda d: d.id)
     return out
 
 
@@ -102,6 +106,20 @@ async def add_handshake(s, subscription_id: str, seq: int, version: int, committ
 async def get(s, delivery_id: int) -> Delivery | None:
     r = await s.conn.fetchrow(f"SELECT {_COLS} FROM subscription_delivery WHERE id = ?", (delivery_id,))
     return _delivery(r) if r else None
+
+
+async def get_with_content(s, delivery_id: int) -> tuple[Delivery | None, bytes | None]:
+    """The delivery and the resource version it is about, in one query."""
+    cols = ", ".join(f"d.{c.strip()}" for c in _COLS.split(","))
+    r = await s.conn.fetchrow(
+        f"SELECT {cols}, v.content FROM subscription_delivery d LEFT JOIN resource_version v "
+        "ON v.type = d.resource_type AND v.id = d.resource_id AND v.version = d.version WHERE d.id = ?",
+        (delivery_id,),
+    )
+    if r is None:
+        return None, None
+    r = tuple(r)
+    return _delivery(r[:19]), bytes(r[19]) if r[19] is not None else None
 
 
 async def record_attempt(s, d: Delivery, *, ok: bool, status: int | None, error: str | None, ms: float,

@@ -67,30 +67,27 @@ class Deliverer:
     # -- the bus's handler --------------------------------------------------------------------
     async def process(self, job: Job, lane: LaneControl) -> bool:
         async with self.store.session() as s:
-            d = await deliveries.get(s, job.delivery_id)
+            d, content = await deliveries.get_with_content(s, job.delivery_id)
             if d is None or d.status != "pending":
                 return True  # already finished (a duplicate entry, or resent and done)
-            spec = await self.registry.one(s, d.subscription_id)
+            spec = self.registry.cached(d.subscription_id) if d.kind == "event" else None
+            if spec is None or spec.status == "off":
+                spec = await self.registry.one(s, d.subscription_id)  # decisions need the stored state
+            total = await deliveries.events_since_start(s, d.subscription_id) if spec and spec.kind == "topic" else 0
         if spec is None or spec.status == "off":
             await self._finish(d.id, "cancelled", "the subscription is off or deleted")
             return True
         if d.kind == "handshake":
             return await self._handshake(d, spec, lane)
-        return await self._deliver(d, spec, lane)
+        return await self._deliver(d, spec, lane, content, total)
 
     async def _finish(self, delivery_id: int, status: str, why: str | None = None) -> None:
         async with self.store.session(write=True) as s:
             await deliveries.set_status(s, delivery_id, status, why)
 
     # -- notifications --------------------------------------------------------------------------
-    async def _deliver(self, d, spec, lane: LaneControl) -> bool:
-        async with self.store.session() as s:
-            content = None
-            if spec.content == "full-resource":
-                row = await s.vread(d.resource_type, d.resource_id, d.version)
-                content = row.content if row is not None and not row.deleted else None
-            total = await deliveries.events_since_start(s, spec.id) if spec.kind == "topic" else 0
-        out = notify.event(spec, self.base_url, d, content, total)
+    async def _deliver(self, d, spec, lane: LaneControl, content: bytes | None, total: int) -> bool:
+        out = notify.event(spec, self.base_url, d, content if spec.content == "full-resource" else None, total)
         out.headers["X-Gateway-Delivery"] = str(d.id)
         while True:
             wait = (d.next_attempt_at - now_us()) / 1e6

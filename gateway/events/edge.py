@@ -85,8 +85,10 @@ class EdgeMiddleware:
         headers = dict(scope.get("headers", []))
         if b"if-none-match" in headers or b"if-modified-since" in headers:
             return await self.app(scope, receive, send)
+        # Links in a response are built from the Host header unless GATEWAY_BASE_URL fixes them.
+        host = b"" if self.ctx.settings.base_url else headers.get(b"host", b"")
         key = "|".join([scope["path"], scope.get("query_string", b"").decode("latin-1"),
-                        headers.get(b"accept", b"").decode("latin-1"), headers.get(b"host", b"").decode("latin-1")])
+                        headers.get(b"accept", b"").decode("latin-1"), host.decode("latin-1")])
         try:
             hit, fill_key = await cache.lookup(tag, key)
         except Exception:

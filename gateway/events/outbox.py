@@ -68,13 +68,14 @@ class Dispatcher:
     async def _run(self) -> None:
         failures = 0
         while True:
+            woken = True
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             except asyncio.TimeoutError:
-                pass
+                woken = False
             self._wake.clear()
             try:
-                await self.drain()
+                await self.drain(check_first=not woken)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -83,11 +84,13 @@ class Dispatcher:
                 log.exception("outbox dispatch failed (attempt %d); will retry", failures)
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
 
-    async def drain(self) -> int:
-        """Dispatch everything committed so far; returns the number of changes taken."""
-        async with self.store.session() as s:
-            if not await s.outbox_batch(1) and not self.bus.recovery_due():
-                return 0
+    async def drain(self, check_first: bool = False) -> int:
+        """Dispatch everything committed so far; returns the number of changes taken. A poll
+        (`check_first`) looks before taking the lock; a wake-up after our own commit need not."""
+        if check_first and not self.bus.recovery_due():
+            async with self.store.session() as s:
+                if not await s.outbox_batch(1):
+                    return 0
         if self.lock is not None and not await self.lock.acquire(timeout=5):
             return 0  # another process is draining; our rows are visible to it or to our next poll
         taken = 0

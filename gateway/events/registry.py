@@ -35,6 +35,11 @@ class Registry:
             self._mark = mark
         return self._specs
 
+    def cached(self, subscription_id: str) -> SubscriptionSpec | None:
+        """As last loaded by `all()` (the dispatcher and the lane keeper reload it every second or
+        sooner); good enough to address a notification, never to decide a status change."""
+        return self._specs.get(subscription_id)
+
     async def one(self, s, subscription_id: str) -> SubscriptionSpec | None:
         """The subscription as stored now (None if deleted or unknown)."""
         row = await s.read("Subscription", subscription_id)

@@ -60,8 +60,8 @@ class EventService:
         self.shared = shared_state.Shared(redis, s.redis_prefix)
         shared_state.use(self.shared)
         self.limiter = RateLimiter(self.shared, s.rate_limit, s.rate_limit_burst)
-        cached = {"metadata"} | ({"ConceptMap"} if redis is not None or s.workers <= 1 else set())
-        self.cache = HotReadCache(self.shared, s.cache_ttl, frozenset(cached))
+        self.cache = HotReadCache(self.shared, s.cache_ttl, frozenset({"metadata", "ConceptMap"}), self._generation)
+        await self.cache.retire_all()
         await self.deliverer.start()
         self.store.listeners.append(self._on_commit)
         if redis is not None:
@@ -129,6 +129,11 @@ class EventService:
         if self.dispatcher is not None:
             self.dispatcher.wake()
         self.cache.touched({r.type for r in rows})
+
+    async def _generation(self, rtype: str) -> str:
+        async with self.store.session() as s:
+            r = await s.conn.fetchrow("SELECT COUNT(*), MAX(seq) FROM resource WHERE type = ?", (rtype,))
+        return f"{r[0]}.{r[1]}"
 
     async def _wanted(self) -> list[str]:
         async with self.store.session() as s:
