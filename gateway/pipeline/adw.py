@@ -9,7 +9,6 @@ MessageHeader id from the same sender) changes nothing and gets the same respons
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 
@@ -17,6 +16,7 @@ import orjson
 
 from gateway.adapters.adw import AdwError, build_response, map_adw, parse_adw
 from gateway.adapters.adw.codes import ENCOUNTER_REF, PATIENT_REF, PLANNED_DISCHARGE_EXT
+from gateway.fhir.jsoncopy import clone
 from gateway.pipeline.hl7v2 import _now
 from gateway.pipeline.provenance import provenance_for
 from gateway.pipeline.writes import apply_transaction, find_one, token_query, write_one
@@ -127,7 +127,7 @@ def plan_adw(m, found: dict) -> list[dict]:
         entries.append({"fullUrl": _urn("referral", system, value), "resource": m.service_request,
                         "request": {"method": "PUT", "url": f"ServiceRequest?identifier={system}|{value}"}})
     elif referral:
-        updated = copy.deepcopy(referral)
+        updated = clone(referral)
         if m.kind == "withdrawal" and m.withdraw_scope == "all":
             updated["status"] = "revoked"
         if m.kind == "discharge":
@@ -144,7 +144,7 @@ def plan_adw(m, found: dict) -> list[dict]:
 
 
 def _merge_patient(current: dict, incoming: dict) -> dict:
-    out = copy.deepcopy(current)
+    out = clone(current)
     have = {(i.get("system"), i.get("value")) for i in out.get("identifier", [])}
     for ident in incoming.get("identifier", []):
         if (ident.get("system"), ident.get("value")) not in have:
@@ -163,7 +163,7 @@ def _planned(enc: dict) -> str | None:
 
 
 def _apply_encounter(current: dict, update: dict, clear_planned: bool) -> dict:
-    out = copy.deepcopy(current)
+    out = clone(current)
     exts = [e for e in out.get("extension", []) if e.get("url") != PLANNED_DISCHARGE_EXT]
     planned = _planned(update)
     if planned and not clear_planned:

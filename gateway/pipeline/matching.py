@@ -12,10 +12,10 @@ The rules are in `identity.py` (pure); this module does the look-ups and writes:
 
 from __future__ import annotations
 
-import copy
 import uuid
 from dataclasses import dataclass, field
 
+from gateway.fhir.jsoncopy import clone
 from gateway.pipeline.identity import NHS_NUMBER_SYSTEM, demographics, is_valid_nhs_number, match_grade
 from gateway.pipeline.writes import find_one, move_references, token_query, write_one
 
@@ -44,7 +44,7 @@ def _other_ids(patient: dict) -> list[tuple[str, str]]:
 
 def merge_into(current: dict, incoming: dict) -> dict:
     """Add the incoming identifiers and fill gaps; another partner's data is never replaced."""
-    out = copy.deepcopy(current)
+    out = clone(current)
     have = {(i.get("system"), i.get("value")) for i in out.get("identifier", [])}
     for ident in incoming.get("identifier", []):
         if (ident.get("system"), ident.get("value")) not in have:
@@ -84,7 +84,7 @@ async def _new_patient(ctx, s, incoming: dict) -> PatientMatch:
     candidates = await demographic_candidates(ctx, s, incoming)
     graded = [(match_grade(incoming, c), c) for c in candidates]
     close = [(g, c) for g, c in graded if g.grade in ("probable", "possible")]
-    patient = copy.deepcopy(incoming)
+    patient = clone(incoming)
     pid = str(uuid.uuid5(_NS, "|".join(f"{a}|{b}" for a, b in sorted(_other_ids(incoming) + [(NHS_NUMBER_SYSTEM, n) for n in _nhs(incoming)]))))
     written: list[str] = []
     if close:
@@ -92,7 +92,7 @@ async def _new_patient(ctx, s, incoming: dict) -> PatientMatch:
         patient["link"] = [{"other": {"reference": f"Patient/{c['id']}"}, "type": "seealso"} for _, c in close]
     written += await write_one(ctx, s, {**patient, "id": pid})
     for _, c in close:
-        linked = copy.deepcopy(c)
+        linked = clone(c)
         linked["link"] = [*c.get("link", []), {"other": {"reference": f"Patient/{pid}"}, "type": "seealso"}]
         tags = linked.setdefault("meta", {}).setdefault("tag", [])
         if not any(t.get("code") == REVIEW_TAG["code"] for t in tags):
@@ -126,11 +126,11 @@ async def _update(ctx, s, current: dict, new: dict) -> list[str]:
 
 
 async def _link_replaced(ctx, s, old: dict, survivor: dict) -> list[str]:
-    retired = copy.deepcopy(old)
+    retired = clone(old)
     retired["active"] = False
     retired["link"] = [l for l in old.get("link", []) if l.get("other", {}).get("reference") != f"Patient/{survivor['id']}"]
     retired["link"].append({"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"})
-    keep = copy.deepcopy(survivor)
+    keep = clone(survivor)
     keep["link"] = [l for l in survivor.get("link", []) if l.get("other", {}).get("reference") != f"Patient/{old['id']}"]
     keep["link"].append({"other": {"reference": f"Patient/{old['id']}"}, "type": "replaces"})
     written = await _update(ctx, s, old, retired)

@@ -20,7 +20,6 @@ Rules the plan keeps:
 
 from __future__ import annotations
 
-import copy
 import uuid
 from dataclasses import replace
 from datetime import datetime
@@ -30,6 +29,7 @@ from gateway.adapters.hl7v2.mapping.model import (
     CONDITION_REF, ENCOUNTER_REF, LAST_EVENT_URL, PATIENT_REF, REFERRAL_REF, AdtMapping, Key,
 )
 from gateway.adapters.hl7v2.mapping.pv1 import DISCHARGE_METHOD_EXT
+from gateway.fhir.jsoncopy import clone
 
 _NAMESPACE = uuid.UUID("6f1c1c4e-3b7a-5d0e-9a55-6163746976e5")  # fixed: fullUrls are stable across runs
 CANCELS = {"A11": "A01", "A12": "A02", "A13": "A03"}  # cancel event -> the event it undoes
@@ -159,7 +159,7 @@ def _resolved(resource: dict | None, refs: dict[str, str]) -> dict | None:
     """A deep copy of a mapped resource with placeholder references (urn:gateway:...) resolved."""
     if resource is None:
         return None
-    out = copy.deepcopy(resource)
+    out = clone(resource)
     _resolve(out, refs)
     return out
 
@@ -180,7 +180,7 @@ def _strip(resource: dict | None) -> dict:
     """A stored resource as a PUT body: server-managed meta removed."""
     if not resource:
         return {}
-    out = copy.deepcopy(resource)
+    out = clone(resource)
     meta = {k: v for k, v in (out.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
     if meta:
         out["meta"] = meta
@@ -261,7 +261,7 @@ def _already_applied(m: AdtMapping, resource: dict | None) -> bool:
 
 
 def _merge_patient(existing: dict | None, m: AdtMapping) -> dict:
-    message = copy.deepcopy(m.patient)
+    message = clone(m.patient)
     source = m.source.get("ods") or None
     if existing is None:
         _set_last_event(message, m, source)
@@ -286,7 +286,7 @@ def _merge_patient(existing: dict | None, m: AdtMapping) -> dict:
 
 
 def _merge_identifiers(current: list[dict], incoming: list[dict], newer: bool) -> list[dict]:
-    out = copy.deepcopy(current)
+    out = clone(current)
     for ident in incoming:
         same = next((i for i, c in enumerate(out) if c.get("system") == ident["system"]
                      and c.get("value") == ident["value"]), None)
@@ -350,7 +350,7 @@ def _ward(location: dict | None) -> tuple | None:
 
 
 def _merge_encounter(existing: dict | None, m: AdtMapping, newer: bool) -> dict:
-    message = copy.deepcopy(m.encounter)
+    message = clone(m.encounter)
     msg_locations = message.pop("location", [])
     msg_loc = msg_locations[0] if msg_locations else None
     if existing is None:
@@ -389,7 +389,7 @@ def _merge_encounter(existing: dict | None, m: AdtMapping, newer: bool) -> dict:
     else:
         # Older than what is stored: fill gaps only, never move status, locations or discharge back
         if not locations and msg_loc:
-            loc = copy.deepcopy(msg_loc)
+            loc = clone(msg_loc)
             if enc.get("status") == "finished":
                 loc["status"] = "completed"
             locations.append(loc)
@@ -431,7 +431,7 @@ def _apply_event(enc: dict, m: AdtMapping, msg_loc: dict | None, message: dict, 
                     last["status"] = "completed"
                     if m.transfer_time:
                         last.setdefault("period", {})["end"] = m.transfer_time
-                new = copy.deepcopy(msg_loc)
+                new = clone(msg_loc)
                 new["status"] = "active"
                 if m.transfer_time:
                     new["period"] = {"start": m.transfer_time}
@@ -443,7 +443,7 @@ def _apply_event(enc: dict, m: AdtMapping, msg_loc: dict | None, message: dict, 
         if msg_loc and (last is None or _ward(last) != _ward(msg_loc)) and not fresh:
             if last is not None:
                 last["status"] = "completed"  # left it for a ward we never heard of; when is unknown
-            locations.append(copy.deepcopy(msg_loc))
+            locations.append(clone(msg_loc))
         if locations:
             locations[-1]["status"] = "completed"
             if m.discharge_time:
@@ -527,7 +527,7 @@ def _merge_diagnosis(enc: dict, incoming: list[dict]) -> None:
         ref = entry["condition"]["reference"]
         index = next((i for i, d in enumerate(current) if d.get("condition", {}).get("reference") == ref), None)
         if index is None:
-            current.append(copy.deepcopy(entry))
+            current.append(clone(entry))
 
 
 def _tidy(resource: dict) -> None:
@@ -551,7 +551,7 @@ def _plan_referral(m: AdtMapping, existing: dict | None) -> dict | None:
     status = (existing or {}).get("status")
     if m.action == "discharge":
         if m.referral is not None:
-            referral = {**_strip(existing), **copy.deepcopy(m.referral)} if existing else copy.deepcopy(m.referral)
+            referral = {**_strip(existing), **clone(m.referral)} if existing else clone(m.referral)
             # A re-sent A03 must not reset work the service has started or finished.
             referral["status"] = status if status in ("active", "on-hold", "completed") else "active"
             return referral

@@ -1,0 +1,14 @@
+"""Deep copies of JSON data (FHIR resources as dicts).
+
+A round trip through orjson is several times faster than `copy.deepcopy` for this data, and the
+planners copy resources on every message.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+def clone(value):
+    """An independent copy of JSON-compatible data."""
+    return orjson.loads(orjson.dumps(value))
