@@ -21,6 +21,9 @@ def response_format(format_param: str | None, accept: str | None) -> str:
         if any(f.startswith(t) for t in JSON_TYPES):
             return "json"
         raise unsupported_media(f"_format={format_param} is not supported; use json or xml")
+    if accept and "text/html" in accept and "fhir" not in accept:
+        # A person following a link in a browser: JSON they can read, not an XML download
+        return "browser"
     if accept and "xml" in accept and "json" not in accept:
         return "xml"
     return "json"
@@ -52,4 +55,7 @@ def render(resource_bytes: bytes, fmt: str) -> tuple[bytes, str]:
         from gateway.fhir.xml import resource_to_xml
 
         return resource_to_xml(orjson.loads(resource_bytes)), "application/fhir+xml; charset=utf-8"
+    if fmt == "browser":
+        # Browsers show application/json inline (and download application/fhir+json)
+        return orjson.dumps(orjson.loads(resource_bytes), option=orjson.OPT_INDENT_2), "application/json; charset=utf-8"
     return resource_bytes, "application/fhir+json; charset=utf-8"

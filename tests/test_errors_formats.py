@@ -119,3 +119,12 @@ def test_concept_maps_served_and_translate(http):
     none = http.get("/ConceptMap/$translate", params={"url": url, "code": "Q", "system": "http://terminology.hl7.org/CodeSystem/v2-0001"}).json()
     assert none["parameter"][0]["valueBoolean"] is False
     assert http.get("/ConceptMap/$translate", params={"url": "https://nowhere.example/x", "code": "F"}).status_code == 404
+
+
+def test_browser_accept_gets_readable_json_not_an_xml_download(http, tag):
+    pid = http.post("/Patient", json={"resourceType": "Patient", "active": True}).json()["id"]
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+    r = http.get(f"/Patient/{pid}", headers={"Accept": browser})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["id"] == pid
+    assert http.get(f"/Patient/{pid}", headers={"Accept": "application/fhir+xml"}).headers["content-type"].startswith("application/fhir+xml")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import uuid
@@ -315,12 +316,11 @@ def test_timeline_links_go_to_fhir_resources_that_load(page, site, journey):
             if rtype != "Patient":
                 refs = re.findall(r'"reference":"([^"]+)"', r.text)
                 assert any(ref.endswith(journey["id"]) for ref in refs) or rtype in ("Goal", "Observation", "Procedure"), href
-    # and clicking one in the browser fetches it: the FHIR edge serves application/fhir+xml to a
-    # browser (its Accept names XML, not JSON), which Chromium saves rather than displays
-    with page.expect_download() as download:
-        page.click("table.timeline tbody tr:first-child td:last-child a")
-    body = Path(download.value.path()).read_text()
-    assert "<Encounter" in body and 'xmlns="http://hl7.org/fhir"' in body
+    # and clicking one in the browser shows it: a browser's Accept gets readable JSON in the page
+    page.click("table.timeline tbody tr:first-child td:last-child a")
+    page.wait_for_load_state()
+    shown = json.loads(page.inner_text("body"))
+    assert shown["resourceType"] == "Encounter" and page.url.endswith(f"/fhir/Encounter/{shown['id']}")
 
 
 # --------------------------------------------------------------------------- search
