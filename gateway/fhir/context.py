@@ -17,8 +17,6 @@ class GatewayContext:
     store: Any
     concept_maps: dict[str, dict] = field(default_factory=dict)
     router: Any = None
-    # Called after each committed write session with the rows it wrote (events, caches)
-    on_commit: list = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
 
     def check_resource(self, resource: Any, rtype: str | None = None, where: str = "body",

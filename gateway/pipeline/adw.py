@@ -18,6 +18,7 @@ from gateway.adapters.adw import AdwError, build_response, map_adw, parse_adw
 from gateway.adapters.adw.codes import ENCOUNTER_REF, PATIENT_REF, PLANNED_DISCHARGE_EXT
 from gateway.fhir.jsoncopy import clone
 from gateway.pipeline.hl7v2 import _now
+from gateway.pipeline.matching import merge_into
 from gateway.pipeline.provenance import provenance_for
 from gateway.pipeline.writes import apply_transaction, find_one, token_query, write_one
 from gateway.store import inbox
@@ -94,7 +95,7 @@ def plan_adw(m, found: dict) -> list[dict]:
     patient = found.get("patient")
     if m.patient:
         if patient:
-            merged = _merge_patient(patient, m.patient)
+            merged = merge_into(patient, m.patient)
             if merged != patient:
                 entries.append(_put(merged))
             refs[PATIENT_REF] = f"Patient/{patient['id']}"
@@ -141,18 +142,6 @@ def plan_adw(m, found: dict) -> list[dict]:
     for e in entries:
         e["resource"] = _replace_refs(e["resource"], refs)
     return entries
-
-
-def _merge_patient(current: dict, incoming: dict) -> dict:
-    out = clone(current)
-    have = {(i.get("system"), i.get("value")) for i in out.get("identifier", [])}
-    for ident in incoming.get("identifier", []):
-        if (ident.get("system"), ident.get("value")) not in have:
-            out.setdefault("identifier", []).append(ident)
-    for key in ("name", "birthDate", "gender", "address", "telecom"):
-        if key not in out and key in incoming:
-            out[key] = incoming[key]
-    return out
 
 
 def _planned(enc: dict) -> str | None:

@@ -60,3 +60,10 @@ class VersionConflict(Exception):
     def __init__(self, current: int | None):
         self.current = current
         super().__init__(f"current version is {current}")
+
+
+def notify_listeners(listeners: list, session) -> None:
+    """Tell listeners (the event dispatcher) that a session's committed changes are in the outbox."""
+    if session.changes:
+        for listener in listeners:
+            listener(session.changes)

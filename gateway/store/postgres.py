@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from gateway.store.base import active_session
+from gateway.store.base import active_session, notify_listeners
 from gateway.store.schema import SCHEMA_VERSION, ddl
 from gateway.store.sql import SqlSession
 
@@ -103,12 +103,6 @@ class PostgresStore:
                     str(SCHEMA_VERSION),
                 )
 
-    def _notify(self, session) -> None:
-        """Tell listeners (the event dispatcher) that committed changes are waiting in the outbox."""
-        if session.changes:
-            for listener in self.listeners:
-                listener(session.changes)
-
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
@@ -141,6 +135,6 @@ class PostgresStore:
                 raise
             else:
                 await tx.commit()
-                self._notify(session)
+                notify_listeners(self.listeners, session)
             finally:
                 active_session.reset(token)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 from zoneinfo import ZoneInfo
 
-from gateway.store.base import active_session
+from gateway.store.base import active_session, notify_listeners
 from gateway.store.schema import SCHEMA_VERSION, ddl
 from gateway.store.sql import SqlSession
 
@@ -103,12 +103,6 @@ class SqliteStore:
             raise
         self._reader = _connect(self.path, self.synchronous)
 
-    def _notify(self, session) -> None:
-        """Tell listeners (the event dispatcher) that committed changes are waiting in the outbox."""
-        if session.changes:
-            for listener in self.listeners:
-                listener(session.changes)
-
     async def close(self) -> None:
         if self._pending is not None:
             await asyncio.shield(self._pending)
@@ -151,7 +145,7 @@ class SqliteStore:
                     self._schedule_commit()  # never leave the write transaction open with no commit coming
         # Outside the lock: the next sessions join this transaction while we wait for its commit.
         await asyncio.shield(durable)
-        self._notify(session)
+        notify_listeners(self.listeners, session)
 
     def _schedule_commit(self) -> asyncio.Future:
         self._pending = asyncio.get_running_loop().create_future()
