@@ -191,7 +191,13 @@ async def drive(bases: list[str], run: str, rate: int, seconds: float) -> tuple[
         async def one(i: int) -> None:
             async with gate:
                 t = time.perf_counter()
-                r = await client.post(f"{bases[i % len(bases)]}/Patient", json=patient(run, i))
+                for attempt in range(3):  # a keep-alive connection closed under us is not the gateway's fault
+                    try:
+                        r = await client.post(f"{bases[i % len(bases)]}/Patient", json=patient(run, i))
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
                 r.raise_for_status()
                 rtts.append(time.perf_counter() - t)
 

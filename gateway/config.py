@@ -27,6 +27,7 @@ class Settings:
     # SQLite synchronous mode: FULL survives power loss, NORMAL survives process crashes only
     sqlite_synchronous: str = "FULL"
     database_pool_size: int = 10
+    search_total_cap: int = 10_000
     mllp_port: int = 0
     mllp_host: str = ""
     workers: int = 1
@@ -78,6 +79,7 @@ SETTINGS: dict[str, str] = {
     "max_body_bytes": "Largest accepted request body (413 above it)",
     "sqlite_synchronous": "SQLite `synchronous` pragma: FULL (survives power loss) or NORMAL",
     "database_pool_size": "PostgreSQL connection pool size per process",
+    "search_total_cap": "Searches count their matches exactly up to this many; above it Bundle.total is left out unless `_total=accurate`",
     "mllp_port": "Port of the HL7 v2 MLLP listener (0 = off; 2575 is the usual port)",
     "mllp_host": "Address of the MLLP listener (default: same as host)",
     "workers": "Number of gateway processes sharing the store",

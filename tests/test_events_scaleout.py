@@ -214,3 +214,88 @@ def test_serve_workers_runs_n_processes_that_share_delivery(backend, tmp_path):
         rec.close()
         if backend == "postgres":
             asyncio.run(drop_pg_schema(url))
+
+
+def test_without_redis_a_killed_leader_is_replaced(cluster_in_process):
+    """In-process bus, two processes on one store: one (the leader) delivers. SIGKILL it mid-work;
+    the other takes the store's leader lock (released by the kernel / PostgreSQL with the process)
+    and delivers everything still owed, from the delivery log."""
+    a, b = cluster_in_process
+    tag = uuid.uuid4().hex[:10]
+    rec = Receiver(behaviour=lambda r: (200, 0 if r.handshake else 0.1))
+    try:
+        with httpx.Client(timeout=30) as client:
+            sid = create_active(client, b.base, subscription(f"Patient?_tag={TAG_SYSTEM}|{tag}", rec.url, payload=None))
+            leader, follower = (a, b) if status(a)["dispatching"] else (b, a)
+            assert not status(follower)["dispatching"]
+            ids = [client.post(f"{follower.base}/Patient", json=patient(tag)).json()["id"] for _ in range(30)]
+            rec.wait_for(lambda rows: len(rows) >= 6)
+            leader.stop(kill=True)
+            wait_until(lambda: status(follower)["dispatching"], 10, what="the follower leads")
+            rec.wait_for(lambda rows: {r.focus.split("/")[1] for r in rows if r.focus} >= set(ids), 30)
+            events = Counter(r.event for r in rec.notifications())
+            assert set(events) == {f"Subscription/{sid}#{n}" for n in range(1, 31)}
+            assert sum(c - 1 for c in events.values()) <= 4  # at most the one in flight per lane
+    finally:
+        rec.close()
+
+
+@pytest.fixture
+def cluster_in_process(backend, tmp_path):
+    url = store_url(backend, tmp_path)
+    gws = [GatewayProcess(url, tmp_path, extra_env=FAST).start() for _ in range(2)]
+    yield gws
+    for g in gws:
+        g.stop()
+    if backend == "postgres":
+        asyncio.run(drop_pg_schema(url))
+
+
+def test_redis_lost_and_back_loses_nothing(backend, tmp_path):
+    """Our own redis-server, without persistence: stop it while changes are being written and
+    start it again empty. The API keeps working meanwhile, and every notification arrives: what was
+    owed is in the delivery log, and `recover` republishes what the empty Redis does not hold."""
+    import shutil
+    import subprocess
+
+    from conftest import free_port
+
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is needed to start a private Redis for this test")
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen:
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip()
+                   == b"PONG", 10, what="redis-server up")
+        return proc
+
+    redis_proc = start_redis()
+    url = store_url(backend, tmp_path)
+    g = GatewayProcess(url, tmp_path, extra_env={**FAST, "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+                                                 "GATEWAY_REDIS_PREFIX": "gw"}).start()
+    rec = Receiver()
+    tag = uuid.uuid4().hex[:10]
+    try:
+        with httpx.Client(timeout=30) as client:
+            sid = create_active(client, g.base, subscription(f"Patient?_tag={TAG_SYSTEM}|{tag}", rec.url, payload=None))
+            ids = [client.post(f"{g.base}/Patient", json=patient(tag)).json()["id"] for _ in range(5)]
+            rec.wait_for(lambda rows: len(rows) == 6)
+            redis_proc.terminate()
+            redis_proc.wait(10)
+            # Redis is gone: writes still commit (the outbox is in the store)
+            ids += [client.post(f"{g.base}/Patient", json=patient(tag)).json()["id"] for _ in range(5)]
+            time.sleep(1.0)
+            redis_proc = start_redis()  # back, and empty
+            ids += [client.post(f"{g.base}/Patient", json=patient(tag)).json()["id"] for _ in range(5)]
+            rec.wait_for(lambda rows: {r.focus.split("/")[1] for r in rows if r.focus} >= set(ids), 40)
+            events = Counter(r.event for r in rec.notifications())
+            assert set(events) == {f"Subscription/{sid}#{n}" for n in range(1, 16)} and max(events.values()) == 1
+    finally:
+        g.stop()
+        rec.close()
+        redis_proc.terminate()
+        redis_proc.wait(10)
+        if backend == "postgres":
+            asyncio.run(drop_pg_schema(url))

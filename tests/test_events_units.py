@@ -72,6 +72,7 @@ def test_parse_classic_and_topic_subscriptions():
     ({"channel": {"type": "rest-hook", "endpoint": "ftp://x"}}, "not an http(s) URL"),
     ({"channel": {"type": "rest-hook", "endpoint": "https://x", "payload": "text/csv"}}, "text/csv"),
     ({"end": "yesterday"}, "FHIR instant"),
+    ({"channel": {"type": "rest-hook", "endpoint": "https://x", "header": ["X-A: 1\r\nX-Injected: 2"]}}, "line breaks"),
 ])
 def test_parse_reports_what_cannot_be_served(change, words):
     assert words in (parse(_sub(**change), 1, TZ).problem or "")

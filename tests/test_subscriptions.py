@@ -173,6 +173,22 @@ def test_off_and_deleted_subscriptions_get_nothing_more(gw, client, receiver, ta
     assert client.get(f"http://127.0.0.1:{gw.port}/subscriptions/{sid}/deliveries").status_code == 200
 
 
+def test_switching_off_stops_retries(gw, client, tag):
+    rec = Receiver(behaviour=lambda r: (200 if r.handshake else 500, 0))
+    try:
+        sid = create_active(client, gw.base, subscription(f"Patient?_tag={TAG_SYSTEM}|{tag}", rec.url, payload=None))
+        client.post(f"{gw.base}/Patient", json=tagged({"resourceType": "Patient"}, tag))
+        rec.wait_for(lambda rows: len(rows) >= 3)  # the handshake and two failed attempts
+        sub = client.get(f"{gw.base}/Subscription/{sid}").json()
+        assert client.put(f"{gw.base}/Subscription/{sid}", json={**sub, "status": "off"}).status_code == 200
+        wait_until(lambda: deliveries(gw, client, sid)["counts"].get("cancelled") == 1, what="cancelled")
+        seen = len(rec.snapshot())
+        time.sleep(1.5)  # retries were 100-800 ms apart: another would have come by now
+        assert len(rec.snapshot()) <= seen + 1 and len(rec.snapshot()) < ATTEMPTS + 1
+    finally:
+        rec.close()
+
+
 # -- criteria: the REST search engine decides ------------------------------------------------------
 def test_criteria_use_the_search_engine(gw, client, tag):
     """One subscription per search feature; each must be told about exactly the resources that a

@@ -37,3 +37,19 @@ async def test_conditional_create_race_across_processes(two_gateways):
         for n in range(rounds):
             found = await client.get(f"{a.base}/Patient", params={"identifier": f"https://fhir.example.org/Id/race|p{n}"})
             assert found.json()["total"] == 1
+
+
+def test_total_is_capped_unless_accurate_is_asked(tmp_path):
+    g = GatewayProcess(f"sqlite:///{tmp_path / 'cap.db'}", tmp_path, extra_env={"GATEWAY_SEARCH_TOTAL_CAP": "5"}).start()
+    try:
+        with httpx.Client(base_url=g.base, timeout=30) as c:
+            for i in range(7):
+                c.post("/Patient", json={"resourceType": "Patient", "gender": "female"})
+            c.post("/Patient", json={"resourceType": "Patient", "gender": "male"})
+            capped = c.get("/Patient", params={"gender": "female"}).json()
+            assert "total" not in capped and len(capped["entry"]) == 7
+            assert c.get("/Patient", params={"gender": "female", "_total": "accurate"}).json()["total"] == 7
+            assert c.get("/Patient", params={"gender": "male"}).json()["total"] == 1
+            assert c.get("/Patient", params={"gender": "female", "_summary": "count"}).json()["total"] == 7
+    finally:
+        g.stop()

@@ -123,8 +123,9 @@ async def get_with_content(s, delivery_id: int) -> tuple[Delivery | None, bytes 
 
 
 async def record_attempt(s, d: Delivery, *, ok: bool, status: int | None, error: str | None, ms: float,
-                         by: str, final_status: str | None, next_attempt_at: int) -> Delivery:
-    """Append one attempt; `final_status` (delivered, dead, failed) ends the delivery."""
+                         by: str, final_status: str | None, next_attempt_at: int) -> Delivery | None:
+    """Append one attempt; `final_status` (delivered, dead, failed) ends the delivery. None when
+    the row is no longer pending (cancelled while the attempt was being made)."""
     now = now_us()
     entry = {"attempt": d.attempts + 1, "at": instant_iso(now), "ms": round(ms, 1), "by": by}
     if status is not None:
@@ -142,7 +143,7 @@ async def record_attempt(s, d: Delivery, *, ok: bool, status: int | None, error:
         (new_status, now, next_attempt_at, now if new_status == "delivered" else None, status,
          None if ok else (error or f"HTTP {status}"), orjson.dumps(log).decode(), d.id),
     )
-    return _delivery(r) if r else d
+    return _delivery(r) if r else None
 
 
 async def set_status(s, delivery_id: int, status: str, error: str | None = None) -> None:

@@ -95,6 +95,11 @@ class Deliverer:
                 return False
             if not lane.active:
                 return False
+            if d.attempts:  # a retry: the subscription may have been switched off meanwhile
+                async with self.store.session() as s:
+                    current = await deliveries.get(s, d.id)
+                if current is None or current.status != "pending":
+                    return True
             ok, status, error, ms = await self._send(out, spec.secret)
             attempt = d.attempts + 1
             if ok:
@@ -108,8 +113,8 @@ class Deliverer:
             async with self.store.session(write=True) as s:
                 d = await deliveries.record_attempt(s, d, ok=ok, status=status, error=error, ms=ms, by=self.node,
                                                     final_status=final, next_attempt_at=next_at)
-            if d.status != "pending":
-                return True
+            if d is None or d.status != "pending":
+                return True  # finished, or finished elsewhere (cancelled meanwhile)
 
     async def _send(self, out: notify.Outbound, secret: str | None) -> tuple[bool, int | None, str | None, float]:
         headers = dict(out.headers)

@@ -88,7 +88,9 @@ def parse(resource: dict, version: int, tz: ZoneInfo) -> SubscriptionSpec:
     spec.mime = channel.get("payload")
     for raw in channel.get("header", []) or []:
         name, sep, value = str(raw).partition(":")
-        if sep and name.strip() and name.strip().lower() not in _RESERVED:
+        if any(c in str(raw) for c in "\r\n\x00"):
+            spec.problem = "channel.header values may not contain line breaks"
+        elif sep and name.strip() and name.strip().lower() not in _RESERVED:
             spec.headers.append((name.strip(), value.strip()))
     secrets = _ext(resource, SIGNING_SECRET) + _ext(channel, SIGNING_SECRET)
     spec.secret = next((s for s in secrets if isinstance(s, str) and s), None)

@@ -50,6 +50,9 @@ class _PgConn:
 class PostgresDialect:
     name = "postgres"
 
+    def steer(self, where: str) -> str:
+        return where  # PostgreSQL plans from its own statistics
+
     def for_update(self, write: bool) -> str:
         return " FOR UPDATE" if write else ""
 

@@ -123,11 +123,19 @@ class SqlSession:
         count: int,
         after: list | None,
         with_total: bool,
+        total_cap: int | None = None,
     ) -> Page:
+        """A page of matches in sort order after the keyset `after`. The total is counted up to
+        `total_cap` rows (None when there are more: counting a huge match set costs seconds)."""
+        where = self.dialect.steer(where)
         total = None
         if with_total:
-            r = await self.conn.fetchrow(f"SELECT COUNT(*) FROM resource r WHERE {where}", args)
-            total = int(r[0])
+            if total_cap is None:
+                r = await self.conn.fetchrow(f"SELECT COUNT(*) FROM resource r WHERE {where}", args)
+            else:
+                r = await self.conn.fetchrow(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM resource r WHERE {where} LIMIT ?) capped", [*args, total_cap + 1])
+            total = int(r[0]) if total_cap is None or r[0] <= total_cap else None
         if count == 0:
             return Page([], total, None)
         keys = [(sql, a, desc) for sql, a, desc in sorts] + [("r.pk", [], False)]
@@ -151,6 +159,7 @@ class SqlSession:
         return Page([_row(r) for r in rows], total, nxt)
 
     async def find(self, where: str, args: list, limit: int = 2) -> list[StoredResource]:
+        where = self.dialect.steer(where)
         rows = await self.conn.fetch(
             f"SELECT {_RCOLS} FROM resource r WHERE {where} ORDER BY r.pk LIMIT ?",
             [*args, limit],
@@ -405,6 +414,7 @@ class SqlSession:
 class Dialect(Protocol):
     name: str
 
+    def steer(self, where: str) -> str: ...
     def for_update(self, write: bool) -> str: ...
     async def next_seq(self, conn: Conn) -> int: ...
     async def lock(self, conn: Conn, key: str) -> None: ...

@@ -45,6 +45,18 @@ class _SqliteConn:
 class SqliteDialect:
     name = "sqlite"
 
+    def steer(self, where: str) -> str:
+        """Drive a search from its index subquery, not from the `type` index.
+
+        A store that was never ANALYZEd gives SQLite no statistics, and it then prefers
+        `resource (type, ...)`: reading every resource of the type (14 ms → 0.01 ms for an
+        identifier search on a million resources). A unary `+` makes `r.type` unindexable for
+        searches that have a positive index subquery to start from.
+        """
+        if where.startswith("r.type = ? AND r.deleted = 0 AND r.pk IN (SELECT"):
+            return "+" + where
+        return where
+
     def for_update(self, write: bool) -> str:
         return ""  # BEGIN IMMEDIATE already holds the write lock
 
