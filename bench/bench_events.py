@@ -24,6 +24,7 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from datetime import datetime
@@ -213,8 +214,14 @@ async def drive(bases: list[str], run: str, rate: int, seconds: float) -> tuple[
     return int(achieved), rtts
 
 
-def latency_run(bus: str, rate: int, seconds: float) -> dict:
-    url, schema = schema_url()
+def store_url(store: str) -> tuple[str, str | None]:
+    if store == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='bench-events-')}/gateway.db", None
+    return schema_url()
+
+
+def latency_run(bus: str, rate: int, seconds: float, store: str = "postgres") -> dict:
+    url, schema = store_url(store)
     run = uuid.uuid4().hex[:8]
     env = {"GATEWAY_LOG_LEVEL": "warning"}
     if bus == "redis":
@@ -237,12 +244,13 @@ def latency_run(bus: str, rate: int, seconds: float) -> dict:
         return {"bus": bus, "rate": achieved, "n": len(lat), "want": want, "p50": pct(lat, 50), "p99": pct(lat, 99),
                 "max": max(lat), "write_p50": pct(rtts, 50) * 1000}
     finally:
-        drop_schema(schema)
+        if schema:
+            drop_schema(schema)
 
 
 # -- 3. sustained deliveries with two processes ---------------------------------------------------
-def throughput_run(writes: int, subscriptions: int) -> dict:
-    url, schema = schema_url()
+def throughput_run(writes: int, subscriptions: int, store: str = "postgres") -> dict:
+    url, schema = store_url(store)
     run = uuid.uuid4().hex[:8]
     env = {"GATEWAY_LOG_LEVEL": "warning", "GATEWAY_REDIS_URL": REDIS_URL, "GATEWAY_REDIS_PREFIX": f"bench-{run}",
            "GATEWAY_EVENTS_LEASE_MS": "3000"}
@@ -288,7 +296,8 @@ def throughput_run(writes: int, subscriptions: int) -> dict:
         return {"writes": (writes // 100) * 100, "write_rate": (writes // 100) * 100 / write_s, "want": want,
                 "got": len(got), "distinct": len(set(events)), "rate": len(got) / span if span else float("nan")}
     finally:
-        drop_schema(schema)
+        if schema:
+            drop_schema(schema)
 
 
 def main() -> None:
@@ -296,6 +305,8 @@ def main() -> None:
     ap.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmark)")
     ap.add_argument("--rate", type=int, default=200, help="changes per second in the latency run")
+    ap.add_argument("--store", choices=["postgres", "sqlite"], default="postgres",
+                    help="the gateways' store (PostgreSQL at 127.0.0.1:5432/test, or a SQLite file)")
     args = ap.parse_args()
     if args.receiver:
         return run_receiver(args.receiver)
@@ -311,13 +322,13 @@ def main() -> None:
 
     rows = []
     for bus in ("redis", "in-process"):
-        x = latency_run(bus, args.rate, seconds)
+        x = latency_run(bus, args.rate, seconds, args.store)
         rows.append([f"{bus} bus", x["rate"], f"{x['n']}/{x['want']}", x["p50"], x["p99"], x["max"], x["write_p50"]])
-    print(f"\n2. Notification latency, commit -> receiver, {args.rate} changes/s for {seconds}s, one gateway, PostgreSQL")
+    print(f"\n2. Notification latency, commit -> receiver, {args.rate} changes/s for {seconds}s, one gateway, {args.store}")
     print(table(["bus", "changes/s", "notified", "p50 ms", "p99 ms", "max ms", "write p50 ms"], rows))
 
-    t = throughput_run(writes, 4)
-    print("\n3. Sustained deliveries, two gateway processes (PostgreSQL + Redis), 4 subscriptions, no payload")
+    t = throughput_run(writes, 4, args.store)
+    print(f"\n3. Sustained deliveries, two gateway processes ({args.store} + Redis), 4 subscriptions, no payload")
     print(table(["changes", "written/s", "notifications", "distinct", "deliveries/s"],
                 [[t["writes"], t["write_rate"], f"{t['got']}/{t['want']}", t["distinct"], t["rate"]]]))
 

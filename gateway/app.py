@@ -21,6 +21,7 @@ from gateway.fhir.outcome import FhirError, Issue, operation_outcome, too_large
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.router import Router
 from gateway.formats import parse_body, render, response_format
+from gateway.security.limits import check_depth, check_raw_json_depth
 from gateway.store import open_store
 
 log = logging.getLogger("gateway")
@@ -59,10 +60,12 @@ async def to_fhir_request(ctx: GatewayContext, request: Request, path: str) -> F
         if method == "PATCH" or freq.path == "$process-message":
             # JSON Patch, and ADW notices (FHIR DSTU2, not R4), are read by their own handlers
             freq.raw_body = raw
+            check_raw_json_depth(raw, content_type, ctx.settings.max_body_depth)
         elif content_type.startswith("application/x-www-form-urlencoded"):
             freq.params = params + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
         elif raw.strip():
             freq.body = parse_body(content_type, raw)
+            check_depth(freq.body, ctx.settings.max_body_depth)  # JSON or XML: 400 when too deeply nested
     return freq
 
 
@@ -84,10 +87,15 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     store = store or open_store(settings)
     ctx = GatewayContext(settings=settings, store=store)
     ctx.router = Router(ctx)
+    from gateway.security.service import SecurityService, check_startup
+
+    security = ctx.services["security"] = SecurityService(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        log.info(check_startup(settings))  # no auth → loopback only; refuses (and exits) otherwise
         await store.open()
+        await security.start()
         from gateway.startup import load_conformance_resources
 
         await load_conformance_resources(ctx)
@@ -114,6 +122,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         if mllp is not None:
             mllp.close()
             await mllp.wait_closed()
+        await security.stop()
         await store.close()
 
     async def fhir_endpoint(request: Request) -> Response:
@@ -145,6 +154,11 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     app.router.routes.extend(EVENT_ROUTES)
     app.add_middleware(EdgeMiddleware, ctx=ctx)
+    from gateway.security.edge import SecurityEdge
+    from gateway.security.routes import ROUTES as SECURITY_ROUTES  # /auth/token, smart-configuration
+
+    app.add_middleware(SecurityEdge, service=security)  # outermost: tokens before rate limits and cache
+    app.router.routes.extend(SECURITY_ROUTES)
     app.router.routes.append(Route("/fhir", fhir_endpoint, methods=_METHODS))
     app.router.routes.append(Route("/fhir/{path:path}", fhir_endpoint, methods=_METHODS))
     from gateway.web.routes import ROUTES as WEB_ROUTES  # shared-history pages: /, /patients

@@ -34,8 +34,15 @@ def serve(**flags) -> None:
             os.environ["GATEWAY_" + name.upper()] = str(value)
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway.security.service import StartupRefused, check_startup
+
+    try:
+        auth_line = check_startup(settings)  # no auth is allowed on loopback only
+    except StartupRefused as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Active Recovery Gateway: FHIR R4 at http://{settings.host}:{settings.port}/fhir "
                f"(store: {_redact(settings.effective_database_url)})")
+    click.echo(auth_line)
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,

@@ -48,6 +48,20 @@ class Settings:
     rate_limit_burst: int = 0
     rate_limit_client_header: str = ""
     cache_ttl: int = 300
+    # Access control and audit (gateway/security)
+    auth: str = ""
+    clients_file: str = ""
+    auth_audience: str = ""
+    auth_signing_key: str = ""
+    auth_token_ttl: int = 300
+    restricted_labels: str = (
+        "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R,"
+        "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|V"
+    )
+    audit: str = ""
+    audit_queue_size: int = 10_000
+    audit_batch_size: int = 200
+    max_body_depth: int = 64
     extra: dict = field(default_factory=dict)
 
     @property
@@ -98,6 +112,16 @@ SETTINGS: dict[str, str] = {
     "rate_limit_burst": "Bucket size of the rate limit (0 = twice the rate)",
     "rate_limit_client_header": "Request header naming the client (e.g. X-Client-Id); empty = the client address",
     "cache_ttl": "Seconds a hot read (CapabilityStatement, ConceptMaps) stays in the shared cache; 0 = off",
+    "auth": "`on` or `off`; empty = on when a clients file is set. Without auth the gateway serves on loopback only",
+    "clients_file": "JSON registry of partner clients (scopes, organisation, channels, labels, keys) and trusted token issuers",
+    "auth_audience": "The `aud` access tokens must carry; empty = the base URL (or http://host:port/fhir)",
+    "auth_signing_key": "PEM RSA key the gateway signs its access tokens with; empty = made in the data dir on first start",
+    "auth_token_ttl": "Lifetime in seconds of the access tokens issued at /auth/token",
+    "restricted_labels": "Comma-separated `system|code` security labels only clients holding them may see",
+    "audit": "`on` or `off`; empty = on with auth. AuditEvents for every read, search, write and refusal",
+    "audit_queue_size": "AuditEvents waiting to be written before new ones are dropped (and counted)",
+    "audit_batch_size": "AuditEvents written per store transaction by the background writer",
+    "max_body_depth": "Deepest JSON/XML nesting accepted in a request body (400 above it)",
 }
 
 

@@ -37,8 +37,9 @@ OP_DEFINITIONS = {
 
 
 @lru_cache(maxsize=4)
-def build(base_url: str, profiles: tuple[tuple[str, str, str], ...] = ()) -> bytes:
-    """`profiles`: (resource type, profile url, base url) of the gateway's own profiles (profiles/)."""
+def build(base_url: str, profiles: tuple[tuple[str, str, str], ...] = (), security: bytes = b"") -> bytes:
+    """`profiles`: (resource type, profile url, base url) of the gateway's own profiles (profiles/);
+    `security`: the `rest.security` element as JSON (gateway.security.capability), empty when auth is off."""
     from gateway.fhir.router import ROUTES
 
     pairs = {(m, p) for methods, p, _ in ROUTES for m in methods}
@@ -93,6 +94,8 @@ def build(base_url: str, profiles: tuple[tuple[str, str, str], ...] = ()) -> byt
     }
     if system_ops:
         rest["operation"] = [{"name": o, "definition": OP_DEFINITIONS.get(o, o)} for o in system_ops]
+    if security:
+        rest["security"] = orjson.loads(security)
     cs = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -109,7 +112,9 @@ def build(base_url: str, profiles: tuple[tuple[str, str, str], ...] = ()) -> byt
 
 
 async def capability_statement(ctx, req: FhirRequest) -> FhirResponse:
-    return FhirResponse(200, body=build(req.base_url, _own_profiles(ctx)))
+    from gateway.security.capability import rest_security
+
+    return FhirResponse(200, body=build(req.base_url, _own_profiles(ctx), rest_security(ctx)))
 
 
 def _own_profiles(ctx) -> tuple[tuple[str, str, str], ...]:

@@ -11,6 +11,7 @@ from gateway.fhir.outcome import bad_request, gone, not_found
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search import DEFAULT_COUNT, MAX_COUNT, _url
 from gateway.fhir.search_parameters import PATIENT_COMPARTMENT
+from gateway.security.visibility import visible
 from gateway.store.indexing import date_range
 
 # Resources a shared history needs to be read on its own: who and where, not only what.
@@ -46,6 +47,7 @@ async def everything(ctx, req: FhirRequest, id: str) -> FhirResponse:
     offset = int(offset_raw) if str(offset_raw).isdigit() else 0
     pairs = [(t, p) for t, ps in PATIENT_COMPARTMENT.items() for p in ps]
     async with ctx.store.session() as s:
+        s = visible(s)  # the compartment and referenced resources the caller may see, and the total
         patient = await s.read("Patient", id)
         if patient is None:
             raise not_found(f"Patient/{id} is not known")

@@ -28,6 +28,9 @@ class FhirRequest:
     prevalidated: bool = False
     # A transaction decides the id of a created resource before it runs (urn:uuid rewriting)
     assigned_id: str | None = None
+    # Who asks (gateway.security.Principal); None = the caller of the current HTTP request, or the
+    # gateway itself when there is none (pipelines, start-up)
+    principal: object | None = None
 
     def param(self, name: str) -> str | None:
         for k, v in self.params:

@@ -103,4 +103,7 @@ class Router:
 
     async def dispatch(self, req: FhirRequest) -> FhirResponse:
         route, bound = self.match(req.method, req.path)
+        security = self.ctx.services.get("security")  # scopes, labels, audit: gateway/security/guard.py
+        if security is not None:
+            return await security.dispatch(self.ctx, route, bound, req)
         return await route.handler(self.ctx, req, **bound)

@@ -17,6 +17,7 @@ from gateway.fhir.outcome import bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search_parameters import search_params_for
 from gateway.fhir.structure import summary_elements
+from gateway.security.visibility import visible
 from gateway.store.search_sql import SearchError, compile_search, sort_expression
 
 RESULT_PARAMS = frozenset(
@@ -121,6 +122,7 @@ async def search_type(ctx, req: FhirRequest, type: str) -> FhirResponse:
     if summary == "count":
         count = 0
     async with ctx.store.session() as s:
+        s = visible(s)  # only what the caller may see: rows, total, chains, _has, includes
         # Counting a huge match set costs seconds: by default the total is exact up to a cap and
         # left out above it; `_total=accurate` asks for an exact count whatever it costs
         asked = summary == "count" or ("_total" in control and total_mode == "accurate")

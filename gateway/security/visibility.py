@@ -21,13 +21,15 @@ import re
 from functools import lru_cache
 
 from gateway.security.context import current_principal
-from gateway.security.principal import Label, Principal
+from gateway.security.principal import OPERATOR_TYPES, SUBSCRIPTION_OWNER, Label, Principal
 
 _REFERS = re.compile(r"\bresource\b")
 
 
 def visibility_condition(principal: Principal, hidden: frozenset[Label]) -> tuple[str, list] | None:
     """SQL condition over one `resource` row (no alias), or None when the caller sees everything."""
+    if principal.unrestricted:
+        return None
     conds: list[str] = []
     args: list = []
     if not principal.all_types:
@@ -37,6 +39,11 @@ def visibility_condition(principal: Principal, hidden: frozenset[Label]) -> tupl
         else:
             conds.append(f"type IN ({', '.join('?' * len(types))})")
             args += types
+    else:
+        unseen = sorted(t for t in OPERATOR_TYPES if not principal.can_see_type(t))
+        if unseen:
+            conds.append(f"type NOT IN ({', '.join('?' * len(unseen))})")
+            args += unseen
     if hidden:
         pairs = sorted(hidden)
         conds.append(
@@ -45,6 +52,11 @@ def visibility_condition(principal: Principal, hidden: frozenset[Label]) -> tupl
         )
         for system, code in pairs:
             args += [system, code]
+    if not principal.operator and principal.can_see_type("Subscription"):
+        # Subscriptions hold their owner's secrets: each client sees its own only
+        conds.append("(type <> 'Subscription' OR pk IN (SELECT pk FROM idx_token WHERE type = 'Subscription'"
+                     " AND param = '_tag' AND system = ? AND code = ?))")
+        args += [SUBSCRIPTION_OWNER, principal.client_id]
     if not conds:
         return None
     return " AND ".join(conds), args
