@@ -102,6 +102,19 @@ def drop_schema(schema: str) -> None:
     asyncio.run(go())
 
 
+def drop_keys(prefix: str) -> None:
+    """Remove a run's Redis keys (streams, leases, counters) once it is over."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    finally:
+        client.close()
+
+
 def gateway(url: str, env: dict) -> Server:
     """`gateway serve` as an operator runs it, not pinned to a core (see the docstring)."""
     port = free_port()
@@ -246,6 +259,7 @@ def latency_run(bus: str, rate: int, seconds: float, store: str = "postgres") ->
     finally:
         if schema:
             drop_schema(schema)
+        drop_keys(f"bench-{run}")
 
 
 # -- 3. sustained deliveries with two processes ---------------------------------------------------
@@ -298,6 +312,7 @@ def throughput_run(writes: int, subscriptions: int, store: str = "postgres") -> 
     finally:
         if schema:
             drop_schema(schema)
+        drop_keys(f"bench-{run}")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ answers as told: a status code, a delay, or a function of the request.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 import httpx
+import redis
 
 from conftest import REDIS_URL
 
@@ -126,10 +128,34 @@ def wait_until(fn: Callable[[], object], timeout: float = 20, interval: float = 
     raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
 
 
+_PREFIXES: list[str] = []
+_TIDY: list = []  # a Redis client made during the run: at exit nothing new can be set up
+
+
 def redis_env(prefix: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for a gateway on the machine's Redis, under a key prefix of its own."""
-    return {"GATEWAY_REDIS_URL": REDIS_URL, "GATEWAY_REDIS_PREFIX": prefix or f"gwtest-{uuid.uuid4().hex[:10]}",
-            **extra}
+    """Environment for a gateway on the machine's Redis, under a key prefix of its own (its keys
+    are removed when the test run ends)."""
+    prefix = prefix or f"gwtest-{uuid.uuid4().hex[:10]}"
+    _PREFIXES.append(prefix)
+    if not _TIDY:
+        _TIDY.append(redis.Redis.from_url(REDIS_URL, socket_timeout=5))
+        _TIDY[0].ping()
+    return {"GATEWAY_REDIS_URL": REDIS_URL, "GATEWAY_REDIS_PREFIX": prefix, **extra}
+
+
+@atexit.register
+def _drop_test_keys() -> None:
+    if not _PREFIXES or not _TIDY:
+        return
+    try:
+        client = _TIDY[0]
+        for prefix in _PREFIXES:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            for i in range(0, len(keys), 500):
+                client.delete(*keys[i : i + 500])
+        client.close()
+    except Exception:
+        pass  # a test run must not fail on its tidying up
 
 
 FAST = {  # quick retries for tests: 50 ms doubling, four attempts

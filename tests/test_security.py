@@ -73,7 +73,8 @@ class World:
                 {"client_id": "council", "name": "City Council", "organization": "LDS01", "scopes": ["system/*.cruds"],
                  "channels": ["ingest-council"], "labels": ["R"], "jwks": self.keys["council"].jwks()},
                 {"client_id": "community", "name": "Community Therapy", "organization": "RY6",
-                 "scopes": ["system/Patient.rs", "system/Encounter.rs", "system/Observation.cruds"],
+                 "scopes": ["system/Patient.rs", "system/Encounter.rs", "system/Observation.cruds",
+                            "system/Subscription.cruds"],
                  "channels": ["ingest-community"], "jwks": self.keys["community"].jwks()},
                 {"client_id": "reader", "name": "Read-only viewer", "organization": "RX1",
                  "scopes": ["user/Patient.read"], "jwks_uri": self.jwks_server.url},
@@ -142,6 +143,7 @@ def _seed(w: World) -> dict:
         system, code = SAFEGUARDING.split("|")
         note = _create(c, {"resourceType": "Observation", "status": "final", "meta": {"security": [R_LABEL]},
                            "code": {"coding": [{"system": system, "code": code}]}, "subject": {"reference": f"Patient/{p1['id']}"},
+                           "effectiveDateTime": "2026-01-10T10:00:00Z",
                            "valueString": "Safeguarding concern raised by the council"})
         visit = _create(c, {"resourceType": "Observation", "status": "final",
                             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "273302005"}]},
@@ -475,6 +477,8 @@ def test_pages_need_a_token_and_filter_like_the_api(world):
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert r.headers["x-frame-options"] == "DENY" and "default-src" in r.headers["content-security-policy"]
     assert "Safeguarding concern" not in r.text
+    council = {"Authorization": f"Bearer {world.token('council')}", "Accept": "text/html"}
+    assert "Safeguarding concern" in httpx.get(f"{world.origin}/patients/{d['p1']}", headers=council).text
     r = httpx.get(f"{world.origin}/patients/{d['p2']}", headers=h)
     assert r.status_code == 404
     reader = {"Authorization": f"Bearer {world.token('reader', 'user/Patient.read')}"}
@@ -499,6 +503,13 @@ def test_subscriptions_belong_to_their_creator(world):
         assert created["id"] not in {e["resource"]["id"] for e in h.get("/Subscription").json().get("entry", [])}
     with world.client("ops", "system/*.rs") as o:
         assert o.get(f"/Subscription/{created['id']}").status_code == 200
+    token = world.idp_token("community", "system/*.cruds")  # may not read Condition: may not subscribe to it
+    r = httpx.post(f"{world.base}/Subscription", json={**sub, "criteria": "Condition?code=x"},
+                   headers={**FHIR_JSON, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and "may not subscribe to Condition" in r.text
+    r = httpx.post(f"{world.base}/Subscription", json={**sub, "criteria": "Encounter?status=finished"},
+                   headers={**FHIR_JSON, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 201
 
 
 def test_deeply_nested_bodies_are_400(world):

@@ -6,7 +6,6 @@ here, per test run; nothing is checked in).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -135,7 +134,7 @@ def test_visibility_condition_shapes():
     cond, args = visibility_condition(everything, labels)
     assert "_security" in cond and args == [CONFIDENTIALITY, "R"]
     cond, args = visibility_condition(Principal("t", scopes=tuple(parse_scopes("system/Patient.rs"))), frozenset())
-    assert cond.startswith("type IN (?)") and args == ["Patient"]
+    assert cond.startswith("(type || '') IN (?)") and args == ["Patient"]
     cond, _ = visibility_condition(Principal("none"), frozenset())
     assert cond == "1 = 0"
 
@@ -257,3 +256,14 @@ def test_shared_helpers_sign_verifiable_assertions():
     assert claims["iss"] == claims["sub"] == "c1"
 
 
+
+
+def test_visibility_wraps_every_statement_shape_or_refuses():
+    from gateway.security.visibility import UnfilterableQuery, _prefixed
+
+    assert _prefixed("SELECT pk FROM resource_version", "t", "c") is None  # not the resource table
+    assert _prefixed("SELECT r.pk FROM resource r", "t", "c").startswith("WITH resource AS NOT MATERIALIZED")
+    merged = _prefixed("WITH x AS (SELECT pk FROM resource) SELECT * FROM x", "t", "c")
+    assert merged.startswith("WITH resource AS NOT MATERIALIZED (SELECT * FROM t WHERE c), x AS")
+    with pytest.raises(UnfilterableQuery):
+        _prefixed("WITH RECURSIVE x AS (SELECT pk FROM resource) SELECT * FROM x", "t", "c")

@@ -17,6 +17,8 @@ from gateway.events.ratelimit import retry_after
 
 log = logging.getLogger("gateway.events")
 _CACHED_PREFIXES = (("/fhir/metadata", "metadata"), ("/fhir/ConceptMap", "ConceptMap"))
+# Query parameters that read other resource types: _include, _revinclude, _has, and chains ("a.b=").
+_OTHER_TYPES = (b"_include", b"_revinclude", b"_has")
 
 
 def _throttled(seconds: float) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -32,6 +34,9 @@ def _throttled(seconds: float) -> tuple[list[tuple[bytes, bytes]], bytes]:
 def _cache_tag(scope) -> str | None:
     if scope["method"] != "GET":
         return None
+    names = [part.split(b"=", 1)[0] for part in scope.get("query_string", b"").split(b"&")]
+    if any(name.startswith(_OTHER_TYPES) or b"." in name or b"%2E" in name.upper() for name in names):
+        return None  # the answer would depend on other resource types, whose writes do not retire it
     path = scope["path"]
     for prefix, tag in _CACHED_PREFIXES:
         if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):

@@ -166,9 +166,15 @@ class RedisBus:
             for lane in sorted(active, key=lambda lane: self._rank(lane.key))[share:]:
                 self._give_back(lane)
             return
-        for key in sorted((k for k in wanted if k not in self._owned), key=self._rank):
+        candidates = sorted((k for k in wanted if k not in self._owned), key=self._rank)
+        if len(active) >= share or not candidates:
+            return
+        holders = await self.redis.mget([self._lease(*k) for k in candidates])
+        for key, holder in zip(candidates, holders):
             if len(active) >= share:
                 break
+            if holder is not None:
+                continue  # someone else's (its own lease decides when it is free)
             t0 = time.monotonic()
             if await self.redis.set(self._lease(*key), self.node, nx=True, px=self.lease_ms):
                 lane = _Lane(key[0], key[1], self.stream(*key), self._lease(*key))

@@ -143,8 +143,14 @@ class AuditWriter:
     async def _write(self, batch: list[dict]) -> None:
         try:
             async with self.store.session(write=True) as s:
+                mark = len(s.changes)
                 for event in batch:
                     await s.create(event)
+                # Not announced to Subscriptions: the audit trail must not feed back into the event
+                # machinery (no loops), and at one event per read it would swamp the dispatcher.
+                mine = s.changes[mark:]
+                await s.outbox_delete([row.seq for row in mine])
+                del s.changes[mark:]
             self.written += len(batch)
         except asyncio.CancelledError:
             raise

@@ -110,7 +110,7 @@ class SecurityEdge:
         if _is_operator_path(path) and not principal.operator:
             self._audit(principal, address, scope, 403, "operator view")
             return await _refuse(send, 403, "forbidden", f"{path} is for operators only")
-        if _is_page(path) and path != "/" and not principal.can_see_type("Patient"):
+        if _is_page(path) and path != "/" and not (principal.allows("Patient", "r") and principal.allows("Patient", "s")):
             self._audit(principal, address, scope, 403, "pages need Patient read")
             return await _refuse(send, 403, "forbidden", "The shared-history pages need read access to Patient")
         if path.startswith("/fhir/ConceptMap") and not principal.allows("ConceptMap", "r"):

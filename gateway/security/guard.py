@@ -82,7 +82,8 @@ class Guard:
         if principal.unrestricted and not audit:
             return await route.handler(ctx, req, **bound)
         pattern = "/".join(route.parts)
-        subtype = "operation"
+        need = _requirement(pattern, req.method, bound)
+        subtype = need[2] if need else "operation"  # what was attempted, even when it is refused
         status, detail, resp = 500, "", None
         if pattern == "" and not req.in_bundle:
             caller = Caller(principal, caller.address, entries=[])
@@ -135,8 +136,13 @@ class Guard:
             self._check_has(req, principal)
         if req.method in ("POST", "PUT") and isinstance(req.body, dict):
             self._check_labels(req.body, principal)
-            if req.body.get("resourceType") == "Subscription" and not principal.operator:
-                req.body = _owned(req.body, principal.client_id)
+            if req.body.get("resourceType") == "Subscription":
+                criteria = str(req.body.get("criteria") or "")
+                ctype = criteria.split("?", 1)[0] if "?" in criteria and "://" not in criteria else None
+                if ctype and not principal.can_see_type(ctype):
+                    raise forbidden(f"Client {principal.client_id} may not subscribe to {ctype}, which it may not read")
+                if not principal.operator:
+                    req.body = _owned(req.body, principal.client_id)
         if "id" in bound and (pattern in _TARGETED or (pattern == "{type}/{id}" and req.method != "GET")):
             await self._check_target(ctx, bound.get("type", pattern.split("/")[0]), bound["id"], principal)
         if pattern == "{type}" and req.method in ("PUT", "PATCH", "DELETE") or (

@@ -31,7 +31,7 @@ def _search_parameters(rtype: str, limit: int) -> list[dict]:
               for p in list(search_params_for(rtype).values())[:limit]]
     for name in sorted(RESULT_PARAMS - {"_format", "_pretty", "_contained", "_containedType"}):
         params.append({"name": name, "in": "query", "required": False, "schema": {"type": "string"}})
-    params.append({"name": f"_has:Encounter:subject:status", "in": "query", "required": False, "schema": {"type": "string"}})
+    params.append({"name": "_has:Encounter:subject:status", "in": "query", "required": False, "schema": {"type": "string"}})
     return params
 
 

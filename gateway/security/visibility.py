@@ -32,17 +32,21 @@ def visibility_condition(principal: Principal, hidden: frozenset[Label]) -> tupl
         return None
     conds: list[str] = []
     args: list = []
+    # A plain `type IN (...)` lets both planners drive the query from the (type, last_updated)
+    # index instead of the search's own (10-40x slower on 20k Patients); as an expression it stays
+    # a filter on rows the search already found.
+    type_col = "(type || '')"
     if not principal.all_types:
         types = principal.readable_types()
         if not types:
             conds.append("1 = 0")
         else:
-            conds.append(f"type IN ({', '.join('?' * len(types))})")
+            conds.append(f"{type_col} IN ({', '.join('?' * len(types))})")
             args += types
     else:
         unseen = sorted(t for t in OPERATOR_TYPES if not principal.can_see_type(t))
         if unseen:
-            conds.append(f"type NOT IN ({', '.join('?' * len(unseen))})")
+            conds.append(f"{type_col} NOT IN ({', '.join('?' * len(unseen))})")
             args += unseen
     if hidden:
         pairs = sorted(hidden)
@@ -62,12 +66,22 @@ def visibility_condition(principal: Principal, hidden: frozenset[Label]) -> tupl
     return " AND ".join(conds), args
 
 
+class UnfilterableQuery(RuntimeError):
+    """A statement reads `resource` in a shape the filter cannot wrap: refused, never run unfiltered."""
+
+
 @lru_cache(maxsize=2048)
 def _prefixed(sql: str, table: str, cond: str) -> str | None:
-    head = sql.lstrip()[:6].upper()
-    if head != "SELECT" or not _REFERS.search(sql):
+    if not _REFERS.search(sql):
         return None
-    return f"WITH resource AS NOT MATERIALIZED (SELECT * FROM {table} WHERE {cond}) {sql}"
+    stripped = sql.lstrip()
+    head = stripped[:6].upper()
+    view = f"resource AS NOT MATERIALIZED (SELECT * FROM {table} WHERE {cond})"
+    if head == "SELECT":
+        return f"WITH {view} {sql}"
+    if head[:5] == "WITH " and not stripped[5:15].upper().startswith("RECURSIVE"):
+        return f"WITH {view}, {stripped[5:]}"  # join the statement's own WITH list
+    raise UnfilterableQuery(f"cannot restrict a statement to the caller's rows: {stripped[:60]!r}")
 
 
 class _VisibleConn:
@@ -106,11 +120,12 @@ def visible(session, principal: Principal | None = None):
     principal = principal if principal is not None else current_principal()
     if principal is None or principal.unrestricted:
         return session
+    sqlite = getattr(session.dialect, "name", "") == "sqlite"
     found = visibility_condition(principal, principal.hidden_labels(configured_labels()))
     if found is None:
         return session
     cond, args = found
-    table = "main.resource" if getattr(session.dialect, "name", "") == "sqlite" else "resource"
+    table = "main.resource" if sqlite else "resource"
     view = copy.copy(session)
     view.conn = _VisibleConn(session.conn, table, cond, args)
     return view
