@@ -160,3 +160,33 @@ def test_readme_documents_the_event_settings():
         assert re.search(rf"^\| `GATEWAY_{name.upper()}` \|", readme, re.M), f"README lacks GATEWAY_{name.upper()}"
     assert "## Subscriptions and scale-out" in readme
     assert Path(ROOT / "docker-compose.yml").exists()
+
+
+@pytest.mark.parametrize("rtype, params", [
+    ("Patient", [("family", "smi"), ("family:exact", "Smith"), ("family:contains", "mit")]),
+    ("Patient", [("identifier", "https://fhir.nhs.uk/Id/nhs-number|9434765919"), ("gender:not", "male"),
+                 ("_tag", "https://x|y"), ("identifier:of-type", "http://t|MR|1")]),
+    ("Patient", [("birthdate", "ge1940"), ("birthdate:missing", "true"), ("general-practitioner:missing", "false")]),
+    ("Patient", [("address-postalcode", "LS11AA"), ("organization", "Organization/1"), ("_profile", "http://p")]),
+    ("Patient", [("_has:Encounter:subject:status", "finished"), ("_has:Encounter:subject:class", "IMP")]),
+    ("Encounter", [("subject:Patient.family", "smith"), ("subject:Patient.identifier", "http://s|1"),
+                   ("participant:Practitioner.name", "x")]),
+    ("Observation", [("value-quantity", "gt5"), ("code", "http://loinc.org|1234-5"), ("subject", "Patient/1")]),
+])
+def test_per_row_matching_ties_every_subquery(rtype, params):
+    """If the search compiler's SQL changes shape, matching stays correct but would scale with the
+    record: this notices."""
+    from gateway.events.matching import per_row, subqueries
+    from gateway.store.search_sql import compile_search
+
+    where = compile_search(rtype, params, tz=TZ).where
+    for dialect in ("sqlite", "postgres"):
+        rewritten, tied = per_row(where, dialect)
+        assert tied == subqueries(where) > 0, (dialect, where)
+        assert ("INDEXED BY" in rewritten) == (dialect == "sqlite")
+        assert ("OFFSET 0" in rewritten) == (dialect == "postgres")
+    from gateway.store.schema import INDEX_TABLES, ddl
+
+    statements = " ".join(ddl("sqlite"))
+    for table in INDEX_TABLES:  # the hint names an index that must exist
+        assert f"CREATE INDEX IF NOT EXISTS {table}_pk ON {table} (pk)" in statements

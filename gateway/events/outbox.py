@@ -27,6 +27,7 @@ import orjson
 
 from gateway.events import deliveries
 from gateway.events.bus import Job
+from gateway.events.matching import per_row
 from gateway.store.sql import now_us
 
 log = logging.getLogger("gateway.events")
@@ -49,6 +50,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.dispatched = 0  # changes taken from the outbox by this process (observability)
+        self._per_row: dict[tuple[str, int], str] = {}  # (subscription, version) -> per-row criteria SQL
 
     def wake(self) -> None:
         self._wake.set()
@@ -165,15 +167,28 @@ class Dispatcher:
         return owed
 
     async def _matching_ids(self, s, spec, ids: list[str]) -> set[str]:
-        """Which of `ids` match the subscription's criteria: the REST search's own SQL, by id."""
-        where, args = spec.compiled.where, spec.compiled.args
+        """Which of `ids` match the subscription's criteria: the REST search's own SQL, tied to the
+        rows being tested (`matching.per_row`) so the cost does not grow with the record."""
+        key = (spec.id, spec.version)
+        where = self._per_row.get(key)
+        if where is None:
+            where = per_row(spec.compiled.where, self.store.dialect_name)[0]
+            self._per_row = {k: v for k, v in self._per_row.items() if k[0] != spec.id}
+            self._per_row[key] = where
+        args = spec.compiled.args
         found: set[str] = set()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            rows = await s.conn.fetch(
-                f"SELECT r.id FROM resource r WHERE {where} AND r.id IN ({','.join('?' * len(chunk))})",
-                [*args, *chunk],
-            )
+            tail = f" AND r.id IN ({','.join('?' * len(chunk))})"
+            try:
+                rows = await s.conn.fetch(f"SELECT r.id FROM resource r WHERE {where}{tail}", [*args, *chunk])
+            except Exception:
+                if self.store.dialect_name != "sqlite" or where == spec.compiled.where:
+                    raise  # (PostgreSQL: the transaction is aborted; the cycle is retried as a whole)
+                log.warning("per-row criteria of Subscription/%s failed on SQLite; using the search's own SQL",
+                            spec.id, exc_info=True)
+                where = self._per_row[key] = spec.compiled.where
+                rows = await s.conn.fetch(f"SELECT r.id FROM resource r WHERE {where}{tail}", [*args, *chunk])
             found.update(r[0] for r in rows)
         return found
 
