@@ -188,5 +188,6 @@ def test_per_row_matching_ties_every_subquery(rtype, params):
     from gateway.store.schema import INDEX_TABLES, ddl
 
     statements = " ".join(ddl("sqlite"))
-    for table in INDEX_TABLES:  # the hint names an index that must exist
+    for table in INDEX_TABLES:  # the hints name indexes that must exist
         assert f"CREATE INDEX IF NOT EXISTS {table}_pk ON {table} (pk)" in statements
+    assert "CREATE INDEX IF NOT EXISTS idx_reference_lookup ON idx_reference (target_id," in statements

@@ -45,7 +45,12 @@ def per_row(where: str, dialect: str) -> tuple[str, int]:
     def has(m: re.Match) -> str:
         nonlocal count
         count += 1
-        return f"{m.group(0)}{m.group(2)}.target_id = {m.group(1)}.id AND "
+        outer, ref, source = m.groups()
+        head = m.group(0)[: m.group(0).index(" FROM ")]
+        join = f" JOIN resource {source} ON {source}.pk = {ref}.pk WHERE "
+        if dialect == "sqlite":  # references to this row, by the index that starts with target_id
+            return f"{head} FROM idx_reference {ref} INDEXED BY idx_reference_lookup{join}{ref}.target_id = {outer}.id AND "
+        return f"{head} FROM (SELECT * FROM idx_reference WHERE target_id = {outer}.id OFFSET 0) {ref}{join}"
 
     where = _PK.sub(pk, where)
     where = _HAS.sub(has, where)
