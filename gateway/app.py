@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway.config import Settings
 from gateway.fhir.context import GatewayContext
-from gateway.fhir.outcome import FhirError, Issue, operation_outcome, too_large
+from gateway.fhir.outcome import FhirError, Issue, too_large
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.router import Router
 from gateway.formats import parse_body, render, response_format

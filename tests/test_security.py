@@ -512,6 +512,36 @@ def test_subscriptions_belong_to_their_creator(world):
     assert r.status_code == 201
 
 
+def test_subscribers_receive_only_what_they_may_read(world):
+    """A partner subscribed to Observations is not told about a council safeguarding note it may
+    not read, though the note matches its criteria."""
+    from test_events_support import Receiver, create_active, subscription
+
+    code = f"obs-{uuid.uuid4().hex[:8]}"
+    receiver = Receiver()
+    try:
+        with world.client("community", "system/Observation.cruds system/Subscription.cruds") as c:
+            create_active(c, world.base, subscription(f"Observation?code=urn:test|{code}", receiver.url))
+
+        def observation(label: bool, text: str) -> dict:
+            obs = {"resourceType": "Observation", "status": "final", "valueString": text,
+                   "code": {"coding": [{"system": "urn:test", "code": code}]},
+                   "subject": {"reference": f"Patient/{world.data['p1']}"}}
+            return {**obs, "meta": {"security": [R_LABEL]}} if label else obs
+
+        with world.client("council") as council:
+            seen = _create(council, observation(False, "mobility improving"))
+            hidden = _create(council, observation(True, "safeguarding concern"))
+            last = _create(council, observation(False, "discharged from reablement"))
+        rows = receiver.wait_for(lambda rows: len([r for r in rows if not r.handshake]) >= 2)
+        time.sleep(1.0)  # anything owed for the labelled note would have been sent with its neighbours
+        told = [r.json()["id"] for r in receiver.notifications()]
+        assert told == [seen["id"], last["id"]], (told, hidden["id"], len(rows))
+        assert all(b"safeguarding" not in r.body for r in receiver.snapshot())
+    finally:
+        receiver.close()
+
+
 def test_deeply_nested_bodies_are_400(world):
     with world.client("council") as c:
         deep: dict = {"resourceType": "Patient", "extension": []}

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from gateway.fhir.structure import type_info
 from gateway.fhir.structure.validate import Issue, validate_resource
 
-from .compile import CompiledProfile, Discriminator, ElementRule
+from .compile import Discriminator, ElementRule
 from .fhirpath import Env, FhirPathError, compile_expression
 from .fhirpath.evaluate import boolean
 from .registry import ProfileRegistry

@@ -28,6 +28,7 @@ import orjson
 from gateway.events import deliveries
 from gateway.events.bus import Job
 from gateway.events.matching import per_row
+from gateway.security.visibility import visible
 from gateway.store.sql import now_us
 
 log = logging.getLogger("gateway.events")
@@ -39,8 +40,10 @@ def lane_of(rtype: str, rid: str, lanes: int) -> int:
 
 
 class Dispatcher:
-    def __init__(self, store, registry, bus, settings, lock=None, on_subscriptions=None) -> None:
+    def __init__(self, store, registry, bus, settings, lock=None, on_subscriptions=None, owner=None) -> None:
         self.store = store
+        # owner(subscription resource) -> the Principal its notifications are for (None: sees all)
+        self.owner = owner
         self.registry = registry
         self.bus = bus
         self.lanes = settings.subscription_lanes
@@ -170,6 +173,11 @@ class Dispatcher:
         """Which of `ids` match the subscription's criteria: the REST search's own SQL, tied to the
         rows being tested (`matching.per_row`) so the cost does not grow with the record."""
         key = (spec.id, spec.version)
+        owner = self.owner(spec.resource) if self.owner is not None else None
+        if owner is not None:
+            # The subscriber receives only what it may read: its scopes and security labels, applied
+            # by the same SQL filter as its searches (a relabelled or out-of-scope change is skipped).
+            s = visible(s, owner)
         where = self._per_row.get(key)
         if where is None:
             where = per_row(spec.compiled.where, self.store.dialect_name)[0]

@@ -71,7 +71,7 @@ class EventService:
             lock = StoreLock(self.store, "events-dispatch")
             self._locks.append(lock)
             self.dispatcher = Dispatcher(self.store, self.registry, self.bus, s, lock=lock,
-                                         on_subscriptions=self.bus.poke)
+                                         on_subscriptions=self.bus.poke, owner=self._owner)
             await self.bus.start(self.deliverer.process)
             self.dispatcher.start()
             self.dispatcher.wake()
@@ -112,7 +112,7 @@ class EventService:
                 if not lock.held and await lock.try_acquire():
                     self.bus = LocalBus()
                     await self.bus.start(self.deliverer.process)
-                    self.dispatcher = Dispatcher(self.store, self.registry, self.bus, self.settings)
+                    self.dispatcher = Dispatcher(self.store, self.registry, self.bus, self.settings, owner=self._owner)
                     self.dispatcher.start()
                     self.dispatcher.wake()
                     log.info("events: this process (%s) dispatches and delivers notifications", self.node)
@@ -134,6 +134,11 @@ class EventService:
         async with self.store.session() as s:
             r = await s.conn.fetchrow("SELECT COUNT(*), MAX(seq) FROM resource WHERE type = ?", (rtype,))
         return f"{r[0]}.{r[1]}"
+
+    def _owner(self, subscription: dict):
+        from gateway.security import subscriber
+
+        return subscriber(self.ctx, subscription)
 
     async def _wanted(self) -> list[str]:
         async with self.store.session() as s:

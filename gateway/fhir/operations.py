@@ -9,7 +9,7 @@ from gateway.adapters.hl7v2.mapping.codes import translate as translate_code
 from gateway.fhir.bundle_bytes import bundle_bytes, entry_bytes
 from gateway.fhir.outcome import bad_request, gone, not_found
 from gateway.fhir.request import FhirRequest, FhirResponse
-from gateway.fhir.search import DEFAULT_COUNT, MAX_COUNT, _url
+from gateway.fhir.search import MAX_COUNT, _url
 from gateway.fhir.search_parameters import PATIENT_COMPARTMENT
 from gateway.security.visibility import visible
 from gateway.store.indexing import date_range
