@@ -61,16 +61,17 @@ def parse_ceiling(messages: list[bytes]) -> float:
     return len(messages) / (time.perf_counter() - t0)
 
 
-async def store_ceiling(messages: list[bytes], url: str) -> float:
-    """The Patient + Encounter + Provenance each message produces, written one message per commit."""
+async def store_ceiling(messages: list[bytes], url: str, connections: int) -> float:
+    """The Patient + Encounter + Provenance each message produces, one write session per message,
+    `connections` writers at once (as the end-to-end run has), so group commit applies to both."""
     from gateway.config import load_settings
     from gateway.store import open_store
 
     store = open_store(load_settings(database_url=url))
     await store.open()
     n = len(messages)
-    t0 = time.perf_counter()
-    for i in range(n):
+
+    async def one(i: int) -> None:
         async with store.session(write=True) as s:
             p = await s.create({"resourceType": "Patient", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": str(i)}],
                                 "name": [{"family": f"TESTER{i}", "given": ["ALICE"]}], "birthDate": "1940-01-01", "gender": "female"})
@@ -79,6 +80,13 @@ async def store_ceiling(messages: list[bytes], url: str) -> float:
                                 "subject": {"reference": f"Patient/{p.resource.id}"}, "period": {"start": "2026-04-01T08:15:00+01:00"}})
             await s.create({"resourceType": "Provenance", "target": [{"reference": f"Patient/{p.resource.id}"}, {"reference": f"Encounter/{e.resource.id}"}],
                             "recorded": "2026-04-01T08:15:00+01:00", "agent": [{"who": {"display": "PAS"}}]})
+
+    async def lane(k: int) -> None:
+        for i in range(k, n, connections):
+            await one(i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[lane(k) for k in range(connections)])
     rate = n / (time.perf_counter() - t0)
     await store.close()
     return rate
@@ -114,7 +122,7 @@ def main() -> None:
         proc.wait()
     e2e = args.messages / elapsed
     parse = parse_ceiling(msgs)
-    store = asyncio.run(store_ceiling(msgs[: min(2000, len(msgs))], store_url))
+    store = asyncio.run(store_ceiling(msgs[: min(2000, len(msgs))], store_url, args.connections))
     backend = "postgres" if url.startswith("postgres") else "sqlite"
     print(f"backend={backend} messages={args.messages} connections={args.connections}")
     print(f"{'end-to-end MLLP ingest':32s} {e2e:10.0f} msg/s")

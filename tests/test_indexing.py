@@ -219,7 +219,7 @@ def test_extract_patient() -> None:
     assert rows(idx, "idx_token", "gender") == [(None, "female", None)]
     assert rows(idx, "idx_token", "active") == [(None, "true", None)]
     assert rows(idx, "idx_token", "deceased") == [(None, "true", None)]
-    assert rows(idx, "idx_token", "_id") == [(None, "p1", None)]
+    assert rows(idx, "idx_token", "_id") == []  # `_id` is searched on resource.id: no index rows to write
     assert rows(idx, "idx_token", "_tag") == [("http://example.org/tags", "test", None)]
     assert rows(idx, "idx_token", "_security")[0][1] == "R"
     assert rows(idx, "idx_uri", "_profile") == [("https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",)]
@@ -360,7 +360,6 @@ def test_bad_values_do_not_fail_extraction() -> None:
 
 def test_unknown_type_gets_common_params() -> None:
     idx = extract_index({"resourceType": "Basic", "id": "b1", "meta": {"tag": [{"code": "x"}]}}, UTC)
-    assert rows(idx, "idx_token", "_id") == [(None, "b1", None)]
     assert rows(idx, "idx_token", "_tag") == [(None, "x", None)]
 
 

@@ -542,6 +542,25 @@ def test_subscribers_receive_only_what_they_may_read(world):
         receiver.close()
 
 
+def test_rate_limits_are_per_client_not_per_address(world, tmp_path):
+    """Two partners behind one address (a shared proxy) each get their own bucket."""
+    g = GatewayProcess(world.server.database_url, tmp_path, extra_env={  # a second process on the same store
+        "GATEWAY_CLIENTS_FILE": str(world.clients_file), "GATEWAY_RATE_LIMIT": "1",
+        "GATEWAY_RATE_LIMIT_BURST": "3"}).start()
+    try:
+        time.sleep(3.1)  # start-up probes came from this address: let its bucket refill
+
+        def get(client_id: str) -> int:
+            token = world.idp_token(client_id, "system/Patient.rs", aud=g.base)
+            return httpx.get(f"{g.base}/Patient", headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+
+        council = [get("council") for _ in range(5)]
+        assert council[:3] == [200, 200, 200] and council[3:] == [429, 429], council
+        assert get("hospital") == 200  # same address, another partner: its own bucket
+    finally:
+        g.stop()
+
+
 def test_deeply_nested_bodies_are_400(world):
     with world.client("council") as c:
         deep: dict = {"resourceType": "Patient", "extension": []}

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import orjson
+
 from gateway.fhir.structure import type_info
 from gateway.fhir.structure.validate import Issue, validate_resource
 
@@ -42,6 +44,7 @@ class _Run:
 class Validator:
     def __init__(self, registry: ProfileRegistry | None = None) -> None:
         self.registry = registry or ProfileRegistry.from_folder()
+        self._known_bytes: tuple[frozenset[str], tuple[bytes, ...]] | None = None
 
     def validate(self, resource: Any, profiles: Iterable[str] = (), *, structural: bool = True,
                  declared: bool = True, unknown_severity: str = "warning") -> list[Issue]:
@@ -90,8 +93,19 @@ class Validator:
     def check_extensions(self, resource: dict, out: list[Issue]) -> None:
         """Every extension whose url is a definition we hold is checked against it, wherever it is."""
         known = self.registry.extension_urls()
-        if known:
+        if known and self._mentions_any(resource, known):
             self._scan(resource, resource, [(resource.get("resourceType", ""), None)], known, out)
+
+    def _mentions_any(self, resource: dict, known: frozenset[str]) -> bool:
+        """Whether any known extension url occurs in the resource at all: one serialisation and a
+        few substring searches in C, so most writes (no such extension) skip the Python walk."""
+        if self._known_bytes is None or self._known_bytes[0] is not known:
+            self._known_bytes = (known, tuple(u.encode() for u in known))
+        try:
+            raw = orjson.dumps(resource)
+        except (TypeError, orjson.JSONEncodeError):
+            return True
+        return any(u in raw for u in self._known_bytes[1])
 
     def _scan(self, root: dict, node: dict, keys: list, known: frozenset[str], out: list[Issue]) -> None:
         # The path is built only for an extension we check, from (name, index) pairs.

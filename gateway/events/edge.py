@@ -51,6 +51,13 @@ class EdgeMiddleware:
         self._warned = 0.0
 
     def _client(self, scope, header: str) -> str:
+        # An authenticated partner is limited as itself, whatever address or proxy it comes through
+        # (the security edge, outermost, has already verified its token); otherwise by header or IP.
+        from gateway.security.context import current_principal
+
+        principal = current_principal()
+        if principal is not None and not principal.unrestricted:
+            return "c:" + principal.client_id
         if header:
             wanted = header.lower().encode()
             for k, v in scope.get("headers", []):

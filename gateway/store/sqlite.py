@@ -4,16 +4,23 @@ sqlite3 calls are synchronous and short, so they run on the event loop thread; w
 serialised by an asyncio lock in this process and by `BEGIN IMMEDIATE` (with a busy timeout)
 across processes. Readers use their own connection and never wait for a writer (WAL).
 
-Group commit: an fsync costs milliseconds here, far more than a write. Each write session runs
-in a SAVEPOINT of a shared transaction and, when it ends, waits for the next COMMIT (run in a
-thread so the event loop keeps serving); every session that finished meanwhile shares that one
-fsync. A session is told it is done only when its writes are durable, so "stored before
-acknowledged" holds, and a failing session is rolled back to its savepoint alone.
+Group commit, pipelined: an fsync costs milliseconds here, far more than a write. Each write
+session runs in a SAVEPOINT of a shared transaction; when it ends, the transaction is committed
+soon after with every session that finished meanwhile. With `synchronous=FULL` (the default) the
+connection itself runs at NORMAL, so COMMIT only appends to the WAL, and the gateway syncs the WAL
+file itself, in a thread, once for every commit made since the last sync. Writing goes on while
+the disk syncs, so the event loop never idles waiting for the disk, and a session is told it is
+done only when its commit is on disk: "stored before acknowledged" holds exactly as with FULL
+(which syncs the WAL after each commit). NORMAL already makes checkpoints safe (WAL synced before,
+database after); checkpoints run in a thread on their own connection, never on the event loop.
+A failing session is rolled back to its savepoint alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,8 +28,12 @@ from typing import Any, AsyncIterator, Iterable
 from zoneinfo import ZoneInfo
 
 from gateway.store.base import active_session, notify_listeners
-from gateway.store.schema import SCHEMA_VERSION, ddl
+from gateway.store.schema import SCHEMA_VERSION, ddl, migrations
 from gateway.store.sql import SqlSession
+
+log = logging.getLogger("gateway.store")
+# Checkpoint (copy WAL pages into the database file) once the WAL has grown past this.
+CHECKPOINT_WAL_BYTES = 8 * 1024 * 1024
 
 
 class _SqliteConn:
@@ -68,10 +79,12 @@ class SqliteDialect:
         return None  # one writer at a time already
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+def _connect(path: str, synchronous: str, autocheckpoint: bool = True) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
+    if not autocheckpoint:
+        db.execute("PRAGMA wal_autocheckpoint=0")
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=OFF")
     db.execute("PRAGMA cache_size=-65536")
@@ -85,6 +98,9 @@ class SqliteStore:
         self.path = path
         self.tz = tz
         self.synchronous = synchronous.upper()
+        # FULL/EXTRA: the WAL is synced by the gateway after each group of commits (see module doc)
+        self.syncs_wal = self.synchronous in ("FULL", "EXTRA", "2", "3")
+        self.sync_wal = os.fdatasync if hasattr(os, "fdatasync") else os.fsync  # replaceable in tests
         self.listeners: list = []  # called with the rows of each committed write session
         self.dialect = SqliteDialect()
         self._write_lock = asyncio.Lock()
@@ -92,11 +108,18 @@ class SqliteStore:
         self._pending: asyncio.Future | None = None  # resolved when the open transaction commits
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._unsynced: list[asyncio.Future] = []  # committed, told done once the WAL is synced
+        self._syncer: asyncio.Task | None = None
+        self._wal_fd: int | None = None
+        self._checkpointing: asyncio.Task | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _connect(self.path, self.synchronous)
+        memory = self.path == ":memory:"
+        self.syncs_wal = self.syncs_wal and not memory
+        self._writer = _connect(self.path, "NORMAL" if self.syncs_wal else self.synchronous,
+                                autocheckpoint=memory)
         w = self._writer
         w.execute("BEGIN IMMEDIATE")
         try:
@@ -104,26 +127,42 @@ class SqliteStore:
                 w.execute(stmt)
             if w.execute("SELECT COUNT(*) FROM change_seq").fetchone()[0] == 0:
                 w.execute("INSERT INTO change_seq (n) VALUES (0)")
+            row = w.execute("SELECT value FROM schema_info WHERE name = 'version'").fetchone()
+            # No row: the DDL above just made the store, already at the current version
+            stored = int(row[0]) if row else SCHEMA_VERSION
+            for stmt in migrations("sqlite", stored):
+                w.execute(stmt)
             w.execute(
                 "INSERT INTO schema_info (name, value) VALUES ('version', ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
+                (str(max(stored, SCHEMA_VERSION)),),
             )
             w.execute("COMMIT")
         except BaseException:
             w.execute("ROLLBACK")
             raise
         self._reader = _connect(self.path, self.synchronous)
+        if not memory:
+            self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY)  # exists: WAL mode, writes done
 
     async def close(self) -> None:
         if self._pending is not None:
             await asyncio.shield(self._pending)
         elif self._tx_open and self._writer is not None:
             self._writer.execute("COMMIT")
+            self._tx_open = False
+        for task in (self._syncer, self._checkpointing):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+        if self._writer is not None:
+            self._writer.execute("PRAGMA synchronous=FULL" if self.syncs_wal else "SELECT 1")
         for db in (self._reader, self._writer):
             if db is not None:
-                db.close()
+                db.close()  # the last connection checkpoints and removes the WAL
         self._reader = self._writer = None
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
 
     @asynccontextmanager
     async def session(self, write: bool = False) -> AsyncIterator[SqlSession]:
@@ -165,7 +204,7 @@ class SqliteStore:
         return self._pending
 
     async def _group_commit(self) -> None:
-        """Commit every session that finished since the last commit, with one fsync.
+        """Commit every session that finished since the last commit.
 
         Each session ran in its own SAVEPOINT, so a failed one was already undone alone; the
         sessions waiting on `durable` are told only once their writes are on disk.
@@ -174,14 +213,63 @@ class SqliteStore:
             done, self._pending = self._pending, None
             try:
                 if self._tx_open:
-                    await asyncio.to_thread(self._writer.execute, "COMMIT")
+                    if self.syncs_wal:
+                        self._writer.execute("COMMIT")  # synchronous=NORMAL: appends, no fsync
+                    else:
+                        await asyncio.to_thread(self._writer.execute, "COMMIT")
             except BaseException as exc:
                 try:
                     self._writer.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 done.set_exception(exc)
-            else:
-                done.set_result(None)
+                return
             finally:
                 self._tx_open = False
+        if not self.syncs_wal:
+            done.set_result(None)
+        else:
+            self._unsynced.append(done)
+            if self._syncer is None or self._syncer.done():
+                self._syncer = asyncio.get_running_loop().create_task(self._sync_wal())
+        self._maybe_checkpoint()
+
+    async def _sync_wal(self) -> None:
+        """One WAL sync for every commit made before it started; commits go on meanwhile."""
+        while self._unsynced:
+            batch, self._unsynced = self._unsynced, []
+            try:
+                await asyncio.to_thread(self.sync_wal, self._wal_fd)
+            except BaseException as exc:  # not durable: nobody may be told it is (they answer errors)
+                log.critical("syncing the SQLite WAL failed: %s", exc)
+                for f in batch:
+                    if not f.done():
+                        f.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for f in batch:
+                    if not f.done():
+                        f.set_result(None)
+
+    def _maybe_checkpoint(self) -> None:
+        """Autocheckpoint is off on the writer (it would fsync on the event loop): past a WAL size,
+        a PASSIVE checkpoint runs in a thread on a connection of its own. It never blocks writers
+        or readers; the WAL is restarted by the next writer once everything in it is copied."""
+        if self._wal_fd is None or (self._checkpointing is not None and not self._checkpointing.done()):
+            return
+        try:
+            if os.fstat(self._wal_fd).st_size < CHECKPOINT_WAL_BYTES:
+                return
+        except OSError:
+            return
+        self._checkpointing = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint))
+
+    def _checkpoint(self) -> None:
+        db = _connect(self.path, "FULL" if self.syncs_wal else self.synchronous)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("SQLite checkpoint failed (retried at the next commit): %s", exc)
+        finally:
+            db.close()

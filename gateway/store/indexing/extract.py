@@ -29,7 +29,7 @@ INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 # Parameters answered from columns of `resource`, so indexing them would only cost writes.
-_COLUMN_PARAMS = frozenset({"_lastUpdated"})
+_COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})  # searched on resource.id / last_updated
 
 # ContactPoint.system codes. An Identifier's system is a URI, never one of these, which lets one
 # token emitter tell the two apart without type information.

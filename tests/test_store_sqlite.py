@@ -1,0 +1,184 @@
+"""The embedded store's commit protocol: acknowledged only once on disk, writes never wait for the disk.
+
+With `synchronous=FULL` the writer runs SQLite at NORMAL and the store syncs the WAL file itself,
+once per group of commits, in a thread (gateway/store/sqlite.py). These tests hold that sync at a
+gate (the store's `sync_wal` hook, which normally is `os.fdatasync`) to see what a writer is told
+while its commit is not yet on disk, and kill a real writer process to see what survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+TZ = ZoneInfo("Europe/London")
+
+
+class Gate:
+    """A WAL sync that waits until opened, recording which file it was asked to sync."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.calls: list[int] = []
+        self.fail: Exception | None = None
+
+    def __call__(self, fd: int) -> None:
+        self.calls.append(os.fstat(fd).st_ino)
+        self.open.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        os.fsync(fd)
+
+
+async def _write(store: SqliteStore, family: str) -> str:
+    async with store.session(write=True) as s:
+        result = await s.create({"resourceType": "Patient", "name": [{"family": family}]})
+    return result.resource.id
+
+
+async def test_a_write_is_acknowledged_only_after_its_commit_is_synced(tmp_path):
+    store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
+    await store.open()
+    gate = store.sync_wal = Gate()
+    try:
+        first = asyncio.create_task(_write(store, "Ash"))
+        await asyncio.sleep(0.3)
+        assert not first.done(), "acknowledged before the WAL was synced"
+        assert gate.calls == [os.stat(str(tmp_path / "g.db-wal")).st_ino]  # the WAL itself is synced
+        # Committed (other connections already see it), just not yet acknowledged.
+        async with store.session() as s:
+            assert [r.id for r in await s.find("r.type = ?", ["Patient"])] != []
+        gate.open.set()
+        rid = await asyncio.wait_for(first, 5)
+        async with store.session() as s:
+            assert (await s.read("Patient", rid)).version == 1
+    finally:
+        gate.open.set()
+        await store.close()
+
+
+async def test_writers_go_on_while_the_disk_syncs_and_share_the_next_sync(tmp_path):
+    store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
+    await store.open()
+    gate = store.sync_wal = Gate()
+    try:
+        first = asyncio.create_task(_write(store, "Birch"))
+        while not gate.calls:
+            await asyncio.sleep(0.01)
+        # The first sync is stuck on the disk: later writers still write and commit ...
+        later = [asyncio.create_task(_write(store, f"Cedar{i}")) for i in range(5)]
+        for _ in range(100):
+            async with store.session() as s:
+                if len(await s.find("r.type = ?", ["Patient"], limit=100)) == 6:
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("writers waited for the disk instead of committing")
+        assert not any(t.done() for t in [first, *later])  # ... but nobody is told before a sync
+        gate.open.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), 5)
+        assert len(gate.calls) == 2  # one sync for the first commit, one for all five later ones
+    finally:
+        gate.open.set()
+        await store.close()
+
+
+async def test_a_failed_sync_is_reported_to_the_writer_not_acknowledged(tmp_path):
+    store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
+    await store.open()
+    gate = store.sync_wal = Gate()
+    gate.fail = OSError(5, "Input/output error")
+    gate.open.set()
+    try:
+        with pytest.raises(OSError):
+            await _write(store, "Elm")
+        gate.fail = None  # the disk recovers: later writes are acknowledged again
+        assert await _write(store, "Fir")
+    finally:
+        await store.close()
+
+
+async def test_checkpoints_keep_the_wal_bounded(tmp_path, monkeypatch):
+    import gateway.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    path = tmp_path / "g.db"
+    store = SqliteStore(str(path), TZ, "FULL")
+    await store.open()
+    try:
+        ids = []
+        for batch in range(40):
+            ids += await asyncio.gather(*[_write(store, f"Gorse{batch}-{i}") for i in range(20)])
+            if store._checkpointing is not None:
+                await store._checkpointing
+        assert path.stat().st_size > 256 * 1024  # pages were copied into the database file
+        assert os.stat(str(path) + "-wal").st_size < 4 * 1024 * 1024  # and the WAL was reused
+        async with store.session() as s:
+            assert len(await s.find("r.type = ?", ["Patient"], limit=10_000)) == len(ids) == 800
+    finally:
+        await store.close()
+    assert not Path(str(path) + "-wal").exists()  # a clean close leaves one self-contained file
+
+
+WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from zoneinfo import ZoneInfo
+    from gateway.store.sqlite import SqliteStore
+
+    async def main():
+        store = SqliteStore(sys.argv[1], ZoneInfo("Europe/London"), "FULL")
+        await store.open()
+        async def one(i):
+            async with store.session(write=True) as s:
+                r = await s.create({"resourceType": "Patient", "name": [{"family": f"Holly{i}"}]})
+            print(r.resource.id, flush=True)  # acknowledged
+        i = 0
+        while True:
+            await asyncio.gather(*[one(i + k) for k in range(8)])
+            i += 8
+
+    asyncio.run(main())
+""")
+
+
+def test_everything_acknowledged_survives_a_killed_writer(tmp_path):
+    path = tmp_path / "g.db"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    acked = []
+    try:
+        while len(acked) < 400:
+            line = proc.stdout.readline()
+            assert line, "the writer died on its own"
+            acked.append(line.strip())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    async def check():
+        store = SqliteStore(str(path), TZ, "FULL")
+        await store.open()
+        try:
+            async with store.session() as s:
+                rows = await s.find("r.type = ?", ["Patient"], limit=100_000)
+                assert {r.id for r in rows} >= set(acked)
+                for r in rows:  # whatever else got in is whole: its version row and its index rows
+                    assert (await s.vread("Patient", r.id, 1)) is not None
+                    got = await s.conn.fetch("SELECT COUNT(*) FROM idx_string WHERE pk = ? AND param = 'family'", [r.pk])
+                    assert got[0][0] == 1
+        finally:
+            await store.close()
+
+    asyncio.run(check())
