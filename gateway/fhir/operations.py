@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 # ConceptMap semantics (groups, unmapped modes, ranking) are shared with the adapters' code tables
-from gateway.adapters.hl7v2.mapping.codes import translate as translate_code
+from gateway.fhir.terminology import translate as translate_code
 from gateway.fhir.bundle_bytes import bundle_bytes, entry_bytes
 from gateway.fhir.outcome import bad_request, gone, not_found
 from gateway.fhir.request import FhirRequest, FhirResponse
