@@ -370,9 +370,21 @@ class SqlSession:
     ) -> StoredResource:
         version = current.version + 1 if current else 1
         ts = now_us()
-        seq = await self.dialect.next_seq(self.conn)
         body = with_meta(resource, rid, version, ts)
         content = orjson.dumps(body)
+        if self.dialect.name == "postgres":  # one round trip instead of ~10 (gateway/store/pg_write.py)
+            from gateway.store import pg_write
+
+            update = current is not None
+            row = await self.conn.fetchrow(
+                pg_write.statement(update),
+                pg_write.arguments(rtype, rid, version, ts, content, method, current.pk if update else None,
+                                   extract_index(body, self.tz)),
+            )
+            stored = StoredResource(row[0], rtype, rid, version, ts, False, content, row[1], method)
+            self.changes.append(stored)
+            return stored
+        seq = await self.dialect.next_seq(self.conn)
         if current:
             pk = current.pk
             await self.conn.execute(
