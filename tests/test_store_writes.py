@@ -77,3 +77,18 @@ async def test_a_failed_write_leaves_nothing(store):
         assert await _index(s, made.pk) == set()
         assert await s.conn.fetch("SELECT seq FROM outbox WHERE id = ?", [made.id]) == []
 
+
+
+async def test_delete_leaves_a_tombstone_and_no_index_rows(store):
+    async with store.session(write=True) as s:
+        made = (await s.create({"resourceType": "Patient", "name": [{"family": "Hazel"}], "gender": "female"})).resource
+    async with store.session(write=True) as s:
+        gone = await s.delete("Patient", made.id)
+    assert gone.deleted and gone.version == 2
+    async with store.session() as s:
+        assert await _index(s, made.pk) == set()
+        row = await s.read("Patient", made.id)
+        assert row.deleted and row.content is None
+        assert (await s.vread("Patient", made.id, 1)).content is not None  # history keeps version 1
+        events = await s.conn.fetch("SELECT method FROM outbox WHERE id = ? ORDER BY seq", [made.id])
+        assert [e[0] for e in events] == ["POST", "DELETE"]
