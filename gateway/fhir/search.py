@@ -18,6 +18,7 @@ from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search_parameters import search_params_for
 from gateway.fhir.structure import summary_elements
 from gateway.security.visibility import visible
+from gateway.store.search_plan import search_page
 from gateway.store.search_sql import SearchError, compile_search, sort_expression
 
 RESULT_PARAMS = frozenset(
@@ -121,13 +122,14 @@ async def search_type(ctx, req: FhirRequest, type: str) -> FhirResponse:
     after = _decode_token(control["_page_token"][-1]) if "_page_token" in control else None
     if summary == "count":
         count = 0
-    async with ctx.store.session() as s:
-        s = visible(s)  # only what the caller may see: rows, total, chains, _has, includes
+    async with ctx.store.session() as session:
+        s = visible(session)  # only what the caller may see: rows, total, chains, _has, includes
         # Counting a huge match set costs seconds: by default the total is exact up to a cap and
         # left out above it; `_total=accurate` asks for an exact count whatever it costs
         asked = summary == "count" or ("_total" in control and total_mode == "accurate")
         cap = None if asked else ctx.settings.search_total_cap
-        page = await s.search(compiled.where, compiled.args, sorts, count, after, total_mode != "none", cap)
+        page = await search_page(s, compiled, sorts, count, after, total_mode != "none", cap,
+                                 index_total=s is session)
         included = await _includes(ctx, s, type, page.rows, control, lenient)
     ignored = set(compiled.ignored)
     used = [(k, v) for k, v in filters if k not in ignored] + [

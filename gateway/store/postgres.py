@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from gateway.store.base import active_session, notify_listeners
-from gateway.store.schema import SCHEMA_VERSION, ddl
+from gateway.store.schema import SCHEMA_VERSION, ddl, migrations
 from gateway.store.sql import SqlSession
 
 
@@ -100,10 +100,15 @@ class PostgresStore:
                 await conn.execute("SELECT pg_advisory_xact_lock(7406001)")
                 for stmt in ddl("postgres"):
                     await conn.execute(stmt)
+                row = await conn.fetchval("SELECT value FROM schema_info WHERE name = 'version'")
+                # No row: the DDL above just made the store, already at the current version
+                stored = int(row) if row else SCHEMA_VERSION
+                for stmt in migrations("postgres", stored):
+                    await conn.execute(stmt)
                 await conn.execute(
                     "INSERT INTO schema_info (name, value) VALUES ('version', $1) "
                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    str(SCHEMA_VERSION),
+                    str(max(stored, SCHEMA_VERSION)),
                 )
 
     async def close(self) -> None:

@@ -9,6 +9,12 @@ Every parameter becomes `r.pk [NOT] IN (SELECT pk FROM idx_* WHERE type=? AND pa
 so repeated parameters AND together and comma alternatives OR inside one subquery, as the
 standard requires. Chains join idx_reference to the target's `resource` row; `_has` goes the
 other way, from the referring resource's index row to `r.id`.
+
+Besides that one expression, each top-level parameter is kept as its own term, and the positive
+index subqueries are also described as `Driver`s: an index table plus a condition on it. The
+search runner (gateway.store.search_plan) can then start a pk-ordered page from one driver's
+index rows, which end in pk, and stop after `_count + 1` rows instead of building the whole
+match set.
 """
 
 from __future__ import annotations
@@ -51,18 +57,42 @@ class _Unsupported(SearchError):
 
 
 @dataclass
+class Driver:
+    """A parameter a search can start from: rows of `table` (as `alias`) where `cond` holds.
+
+    `ordered` means the condition is equalities on every index column before `pk`, so the index
+    yields the matching rows in pk order and a pk-ordered page can stop early.
+    """
+
+    table: str
+    alias: str
+    cond: str
+    args: list
+    ordered: bool
+
+
+@dataclass
 class CompiledFilter:
-    """`where` over alias `r` with `?` placeholders; `ignored` lists names skipped when lenient."""
+    """`where` over alias `r` with `?` placeholders; `ignored` lists names skipped when lenient.
+
+    `where` is `r.type = ? AND r.deleted = 0 AND <term> AND <term> ...`; `terms` holds the same
+    parameter terms one by one and `drivers[i]` the Driver of `terms[i]` (None when the term is
+    not a plain positive index subquery).
+    """
 
     where: str
     args: list
     ignored: list[str] = field(default_factory=list)
+    resource_type: str = ""
+    terms: list[Frag] = field(default_factory=list)
+    drivers: list[Driver | None] = field(default_factory=list)
 
 
 @dataclass
 class _Ctx:
     tz: ZoneInfo
     n: int = 0
+    driver: Driver | None = None  # set by the last top-level `_Q.match`
 
     def alias(self, prefix: str) -> str:
         # Unique aliases keep nested subqueries unambiguous in both dialects.
@@ -80,10 +110,13 @@ def compile_search(
     """
     ctx = _Ctx(tz)
     sql, args, ignored = ["r.type = ?", "r.deleted = 0"], [resource_type], []
+    terms: list[Frag] = []
+    drivers: list[Driver | None] = []
     for name, value in params:
         if value == "":
             ignored.append(name)
             continue
+        ctx.driver = None
         try:
             frag, frag_args = _param(ctx, resource_type, "r", name, value, 0)
         except SearchError as exc:
@@ -94,7 +127,9 @@ def compile_search(
             raise
         sql.append(frag)
         args.extend(frag_args)
-    return CompiledFilter(" AND ".join(sql), args, ignored)
+        terms.append((frag, frag_args))
+        drivers.append(ctx.driver)
+    return CompiledFilter(" AND ".join(sql), args, ignored, resource_type, terms, drivers)
 
 
 def sort_expression(resource_type: str, name: str) -> tuple[str, list]:
@@ -127,8 +162,14 @@ class _Q:
     def unsupported(self) -> _Unsupported:
         return _Unsupported(f"Modifier ':{self.mod}' is not supported for parameter '{self.sp.name}'", self.name)
 
-    def match(self, table: str, param: str, parts: list[str], one: Callable[[str, str], Frag], negate=False) -> Frag:
-        """`alias.pk [NOT] IN (rows of param in table matching any of parts)`."""
+    def match(
+        self, table: str, param: str, parts: list[str], one: Callable[[str, str], Frag], negate=False,
+        ordered: bool = False,
+    ) -> Frag:
+        """`alias.pk [NOT] IN (rows of param in table matching any of parts)`.
+
+        `ordered`: one part of this kind is equalities on the index columns before pk (see Driver).
+        """
         ia = self.ctx.alias("i")
         conds, args = [], [self.rtype, param]
         for part in parts:
@@ -138,6 +179,9 @@ class _Q:
         where = conds[0] if len(conds) == 1 else " OR ".join(f"({c})" for c in conds)
         op = "NOT IN" if negate else "IN"
         sub = f"SELECT {ia}.pk FROM {table} {ia} WHERE {ia}.type = ? AND {ia}.param = ?"
+        if self.alias == "r" and not negate:  # a top-level positive filter: the search may start here
+            cond = f"{ia}.type = ? AND {ia}.param = ? AND ({where})"
+            self.ctx.driver = Driver(table, ia, cond, list(args), ordered and len(parts) == 1)
         return f"{self.alias}.pk {op} ({sub} AND ({where}))", args
 
 
@@ -224,11 +268,15 @@ def _token(q: _Q, parts: list[str]) -> Frag:
             sys_cond = f"{ia}.system = ?" if system else f"{ia}.system IS NULL"
             return f"{sys_cond} AND {ia}.code = ?", ([system] if system else []) + [f"{code}|{value}"]
 
-        return q.match("idx_token", q.sp.name + ":of-type", parts, of_type)
+        return q.match("idx_token", q.sp.name + ":of-type", parts, of_type, ordered=True)
     if q.mod not in ("", "not"):
         raise q.unsupported()
     # :not is "no matching token", which includes resources with no token at all.
-    return q.match("idx_token", q.sp.name, parts, lambda part, ia: _system_code(q, part, ia), q.mod == "not")
+    # idx_token_lookup is (type, param, code, pk, system): any value with a code walks in pk order.
+    has_code = len(parts) == 1 and not unescape(parts[0]).endswith("|")
+    return q.match(
+        "idx_token", q.sp.name, parts, lambda part, ia: _system_code(q, part, ia), q.mod == "not", ordered=has_code
+    )
 
 
 def _id(q: _Q, parts: list[str]) -> Frag:
@@ -251,7 +299,7 @@ def _uri(q: _Q, parts: list[str]) -> Frag:
             return f"{ia}.uri IN ({', '.join('?' * len(cands))})", cands
         return f"{ia}.uri = ?", [v]
 
-    return q.match("idx_uri", q.sp.name, parts, one)
+    return q.match("idx_uri", q.sp.name, parts, one, ordered=q.mod == "" and len(parts) == 1)
 
 
 # --- reference, chaining, _has ------------------------------------------------------------------
@@ -259,7 +307,8 @@ def _uri(q: _Q, parts: list[str]) -> Frag:
 
 def _reference(q: _Q, parts: list[str]) -> Frag:
     if q.mod == "identifier":  # logical references, indexed as tokens by the extractor
-        return q.match("idx_token", q.sp.name + ":identifier", parts, lambda part, ia: _system_code(q, part, ia))
+        return q.match("idx_token", q.sp.name + ":identifier", parts, lambda part, ia: _system_code(q, part, ia),
+                       ordered=len(parts) == 1 and not unescape(parts[0]).endswith("|"))
     type_mod = q.mod if q.mod[:1].isupper() else ""
     if (q.mod and not type_mod) or (type_mod and q.sp.targets and type_mod not in q.sp.targets):
         raise q.unsupported()
@@ -280,7 +329,11 @@ def _reference(q: _Q, parts: list[str]) -> Frag:
             raise q.error(f"Reference '{v}' does not match modifier ':{type_mod}'")
         return f"{ia}.target_type = ? AND {ia}.target_id = ?", [ttype, tid]
 
-    return q.match("idx_reference", q.sp.name, parts, one)
+    # idx_reference_lookup ends (..., type, pk) and idx_reference_url (..., target_url, pk): a
+    # typed reference or a URL walks in pk order, a bare id (any target type) does not.
+    single = unescape(parts[0]) if len(parts) == 1 else ""
+    ordered = bool(single) and ("://" in single or single.startswith("urn:") or "/" in single or bool(type_mod))
+    return q.match("idx_reference", q.sp.name, parts, one, ordered=ordered)
 
 
 def _chain(q: _Q, child: str, value: str, depth: int) -> Frag:
