@@ -13,7 +13,6 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.config import Settings
 from gateway.fhir.context import GatewayContext
@@ -83,6 +82,61 @@ def error_response(exc: FhirError, fmt: str) -> Response:
     return http_response(FhirResponse(exc.status, body=orjson.dumps(exc.outcome()), headers=exc.headers), fmt)
 
 
+class GatewayApp(FastAPI):
+    """FastAPI for the pages, inbound channels and auth endpoints; FHIR requests (`/fhir...`, the
+    hot path) go straight to their own short stack - security edge, event edge, handler - without
+    Starlette's routing and per-route wrappers, which cost more than a read itself."""
+
+    fhir_stack = None  # set by create_app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.fhir_stack is not None:
+            path = scope["path"]
+            if path == "/fhir" or (path.startswith("/fhir/") and not path.startswith("/fhir/.well-known/")):
+                await self.fhir_stack(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _fhir_asgi(endpoint):
+    """The FHIR handler as a plain ASGI app; whatever escapes the edges is a 500 OperationOutcome."""
+    allowed = frozenset(_METHODS)
+
+    async def app(scope, receive, send) -> None:
+        request = Request(scope, receive)
+        if scope["method"] not in allowed:
+            fmt = response_format(request.query_params.get("_format"), request.headers.get("accept"))
+            error = FhirError(405, Issue("error", "not-supported", f"HTTP {scope['method']} is not used by this FHIR server"))
+            response = error_response(error, fmt)
+            response.headers["Allow"] = ", ".join(_METHODS)
+        else:
+            response = await endpoint(request, scope["path"][len("/fhir"):])
+        await response(scope, receive, send)
+
+    return app
+
+
+def _guarded(app):
+    async def guarded(scope, receive, send) -> None:
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking_send)
+        except Exception:  # never a stack trace in a response (Starlette's ServerErrorMiddleware's job elsewhere)
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                response = error_response(FhirError(500, Issue(
+                    "fatal", "exception", "The gateway could not process this request; it has been logged")), "json")
+                await response(scope, receive, send)
+
+    return guarded
+
+
 def create_app(settings: Settings, store=None) -> FastAPI:
     store = store or open_store(settings)
     ctx = GatewayContext(settings=settings, store=store)
@@ -125,8 +179,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         await security.stop()
         await store.close()
 
-    async def fhir_endpoint(request: Request) -> Response:
-        path = request.path_params.get("path", "")
+    async def fhir_endpoint(request: Request, path: str) -> Response:
         fmt = "json"
         try:
             fmt = response_format(request.query_params.get("_format"), request.headers.get("accept"))
@@ -144,7 +197,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                 fmt,
             )
 
-    app = FastAPI(title="Active Recovery Gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = GatewayApp(title="Active Recovery Gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     from gateway.inbound import ROUTES as INBOUND_ROUTES
 
@@ -159,8 +212,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     app.add_middleware(SecurityEdge, service=security)  # outermost: tokens before rate limits and cache
     app.router.routes.extend(SECURITY_ROUTES)
-    app.router.routes.append(Route("/fhir", fhir_endpoint, methods=_METHODS))
-    app.router.routes.append(Route("/fhir/{path:path}", fhir_endpoint, methods=_METHODS))
+    # The same edges as the rest of the app, in the same order (security outermost).
+    app.fhir_stack = _guarded(SecurityEdge(EdgeMiddleware(_fhir_asgi(fhir_endpoint), ctx=ctx), service=security))
     from gateway.web.routes import ROUTES as WEB_ROUTES  # shared-history pages: /, /patients
 
     app.router.routes.extend(WEB_ROUTES)

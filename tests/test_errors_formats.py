@@ -34,6 +34,8 @@ def test_status_codes(http):
     assert r.status_code == 400
     r = http.post("/Patient", content=b"x" * (11 * 1024 * 1024), headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 413 and is_outcome(r)
+    r = http.request("OPTIONS", "/Patient")
+    assert r.status_code == 405 and is_outcome(r) and "GET" in r.headers["allow"]
 
 
 def test_rejected_writes_store_nothing(http, tag):
