@@ -8,6 +8,8 @@ remembers that it is a Quantity (for `is`, `as` and `ofType`).
 
 from __future__ import annotations
 
+import operator
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -311,7 +313,14 @@ def _logic(op: str, left: Fn, right: Fn) -> Fn:
     return run
 
 
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+               "div": lambda x, y: int(x // y), "mod": operator.mod}
+
+
 def _arithmetic(op: str, left: Fn, right: Fn) -> Fn:
+    apply = _ARITHMETIC[op]  # chosen once, at compile time: invariants run on every write
+    by_zero_empty = op in ("/", "div", "mod")
+
     def run(focus, env):
         a, b = left(focus, env), right(focus, env)
         if not a or not b:
@@ -319,12 +328,11 @@ def _arithmetic(op: str, left: Fn, right: Fn) -> Fn:
         x, y = a[0][0], b[0][0]
         if op == "+" and isinstance(x, str) and isinstance(y, str):
             return [(x + y, "System.String")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)):
+        if type(x) is bool or type(y) is bool or not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
             raise FhirPathError(f"'{op}' needs numbers")
-        if op in ("/", "div", "mod") and y == 0:
+        if by_zero_empty and y == 0:
             return []
-        value = {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "/": lambda: x / y,
-                 "div": lambda: int(x // y), "mod": lambda: x % y}[op]()
+        value = apply(x, y)
         return [(value, "System.Decimal" if isinstance(value, float) else "System.Integer")]
 
     return run
