@@ -171,6 +171,7 @@ def test_readme_documents_the_event_settings():
     ("Patient", [("_has:Encounter:subject:status", "finished"), ("_has:Encounter:subject:class", "IMP")]),
     ("Encounter", [("subject:Patient.family", "smith"), ("subject:Patient.identifier", "http://s|1"),
                    ("participant:Practitioner.name", "x")]),
+    ("Observation", [("subject.name", "smith"), ("performer.identifier", "http://s|1")]),  # an arm per target type
     ("Observation", [("value-quantity", "gt5"), ("code", "http://loinc.org|1234-5"), ("subject", "Patient/1")]),
 ])
 def test_per_row_matching_ties_every_subquery(rtype, params):

@@ -113,6 +113,23 @@ def test_reference_forms_and_chaining(http, tag, world):
     assert ids(search(http, "CarePlan", tag, **{"based-on": f"ServiceRequest/{world['sr']}"})) == [world["cp"]]
 
 
+def test_chain_over_several_target_types(http, tag):
+    """`subject.name` on Observation: the subject may be a Patient or a Location (both have
+    `name`); each matching kind of target counts, a non-matching one does not."""
+    obs = {"resourceType": "Observation", "identifier": [{"system": T, "value": tag}], "status": "final",
+           "code": {"text": "Mobility score"}}
+    made = tx(http, [
+        {"resourceType": "Patient", "name": [{"family": "Thornbury"}]},
+        {"resourceType": "Location", "name": "Thornbury Recovery Hub"},
+        {"resourceType": "Patient", "name": [{"family": "Whitley"}]},
+        {**obs, "subject": ref(0)}, {**obs, "subject": ref(1)}, {**obs, "subject": ref(2)},
+    ])
+    found = search(http, "Observation", tag, **{"subject.name": "thornbury"})
+    assert sorted(ids(found)) == sorted(made[3:5]) and found["total"] == 2
+    assert ids(search(http, "Observation", tag, **{"subject:Location.name": "thornbury"})) == [made[4]]
+    assert ids(search(http, "Observation", tag, **{"subject:Patient.name": "whitley"})) == [made[5]]
+
+
 def test_reverse_chaining_has(http, tag, world):
     r = search(http, "Patient", tag, **{"_has:Encounter:subject:status": "in-progress"})
     assert ids(r) == [world["p1"]]

@@ -337,6 +337,15 @@ def _reference(q: _Q, parts: list[str]) -> Frag:
 
 
 def _chain(q: _Q, child: str, value: str, depth: int) -> Frag:
+    """`subject:Patient.family=x`: resources whose reference points at a resource matching the child.
+
+    Written to start from the child's own match (usually an index lookup giving a few targets),
+    then follow `idx_reference_lookup` (target_id, target_type, param, type) back to the referring
+    rows: one arm per possible target type, joined by UNION ALL (an OR across types made both
+    planners read every reference of the parameter instead: 7 s on SQLite, 27 s on PostgreSQL for
+    `Encounter?subject.name=smith` over 10,000 patients, now a few ms). CROSS JOIN fixes that join
+    order on SQLite; PostgreSQL plans it from its statistics.
+    """
     sp, type_mod = q.sp, q.mod
     if depth >= _MAX_DEPTH:
         raise _Unsupported(f"Search '{q.name}' nests chains/_has too deeply", q.name)
@@ -347,18 +356,17 @@ def _chain(q: _Q, child: str, value: str, depth: int) -> Frag:
     types = [t for t in candidates if child_base in params_table(t)]
     if not types:
         raise _Unsupported(f"Unknown chained parameter '{child_base}' for {', '.join(candidates)}", q.name)
-    xa, ta = q.ctx.alias("x"), q.ctx.alias("t")
-    ors, args = [], [q.rtype, sp.name]
+    arms, args = [], []
     for t in types:  # the child parameter is compiled once per possible target type
+        xa, ta = q.ctx.alias("x"), q.ctx.alias("t")
         frag, frag_args = _param(q.ctx, t, ta, child, value, depth + 1)
-        ors.append(f"({ta}.type = ? AND {frag})")
-        args += [t, *frag_args]
-    return (
-        f"{q.alias}.pk IN (SELECT {xa}.pk FROM idx_reference {xa} JOIN resource {ta}"
-        f" ON {ta}.type = {xa}.target_type AND {ta}.id = {xa}.target_id"
-        f" WHERE {xa}.type = ? AND {xa}.param = ? AND {ta}.deleted = 0 AND ({' OR '.join(ors)}))",
-        args,
-    )
+        arms.append(
+            f"SELECT {xa}.pk FROM resource {ta} CROSS JOIN idx_reference {xa}"
+            f" WHERE {ta}.type = ? AND {ta}.deleted = 0 AND {frag}"
+            f" AND {xa}.target_id = {ta}.id AND {xa}.target_type = {ta}.type AND {xa}.param = ? AND {xa}.type = ?"
+        )
+        args += [t, *frag_args, sp.name, q.rtype]
+    return f"{q.alias}.pk IN ({' UNION ALL '.join(arms)})", args
 
 
 def _has(ctx: _Ctx, rtype: str, alias: str, name: str, value: str, depth: int) -> Frag:

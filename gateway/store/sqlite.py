@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +54,9 @@ class _SqliteConn:
         self.db.executemany(sql, rows)
 
 
+_CHAIN_TARGET = re.compile(r"(?<![+\w.])(t\d+)\.type = \? AND \1\.deleted = 0 AND \1\.pk IN \(SELECT")
+
+
 class SqliteDialect:
     name = "sqlite"
 
@@ -65,8 +69,9 @@ class SqliteDialect:
         searches that have a positive index subquery to start from.
         """
         if where.startswith("r.type = ? AND r.deleted = 0 AND r.pk IN (SELECT"):
-            return "+" + where
-        return where
+            where = "+" + where
+        # The same for the target side of chained parameters (gateway/store/search_sql.py `_chain`)
+        return _CHAIN_TARGET.sub(r"+\1.type = ? AND \1.deleted = 0 AND \1.pk IN (SELECT", where)
 
     def for_update(self, write: bool) -> str:
         return ""  # BEGIN IMMEDIATE already holds the write lock
