@@ -179,6 +179,24 @@ def test_sort_several_keys_and_descending(http, tag, world):
     assert ids(r) == [world["p0"], world["p2"], world["p1"]]  # Ashworth > Ashby > Asbjornsen after folding
 
 
+def test_sort_on_several_values_uses_lowest_then_highest(http, tag):
+    """Ascending sorts a resource by its lowest value, descending by its highest."""
+    a, b = tx(http, [
+        {"resourceType": "Patient", "identifier": [{"system": T, "value": tag}], "name": [{"given": ["Zoe", "Amy"]}]},
+        {"resourceType": "Patient", "identifier": [{"system": T, "value": tag}], "name": [{"given": ["Mia"]}]},
+    ])
+    assert ids(search(http, "Patient", tag, _sort="given")) == [a, b]  # amy < mia
+    assert ids(search(http, "Patient", tag, _sort="-given")) == [a, b]  # zoe > mia
+    c, d = tx(http, [
+        {"resourceType": "Encounter", "identifier": [{"system": T, "value": tag}], "status": "finished",
+         "class": {"code": "IMP"}, "period": {"start": "2026-01-01", "end": "2026-03-01"}},
+        {"resourceType": "Encounter", "identifier": [{"system": T, "value": tag}], "status": "finished",
+         "class": {"code": "IMP"}, "period": {"start": "2026-02-01", "end": "2026-02-02"}},
+    ])
+    assert ids(search(http, "Encounter", tag, _sort="date")) == [c, d]  # starts first
+    assert ids(search(http, "Encounter", tag, _sort="-date")) == [c, d]  # ends last
+
+
 def test_paging_is_stable_under_writes(http, tag):
     for i in range(7):
         http.post("/Patient", json={"resourceType": "Patient", "identifier": [{"system": T, "value": tag}],

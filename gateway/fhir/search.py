@@ -82,7 +82,7 @@ def _sorts(ctx, rtype: str, values: list[str]) -> list[tuple[str, list, bool]]:
             desc = name.startswith("-")
             name = name.lstrip("-")
             try:
-                sql, args = sort_expression(rtype, name)
+                sql, args = sort_expression(rtype, name, desc)
             except SearchError as exc:
                 raise bad_request(str(exc), "_sort", "invalid") from None
             ptype = "date" if name == "_lastUpdated" else (params[name].type if name in params else "token")

@@ -132,8 +132,12 @@ def compile_search(
     return CompiledFilter(" AND ".join(sql), args, ignored, resource_type, terms, drivers)
 
 
-def sort_expression(resource_type: str, name: str) -> tuple[str, list]:
-    """A scalar SQL expression over `r` to ORDER BY for `_sort=name` (lowest value per resource)."""
+def sort_expression(resource_type: str, name: str, descending: bool = False) -> tuple[str, list]:
+    """A scalar SQL expression over `r` to ORDER BY for `_sort=name`.
+
+    A resource with several values sorts by its lowest when ascending and its highest when
+    descending (a period by its start, or by its end when descending), as FHIR servers do.
+    """
     if name == "_id":
         return "r.id", []
     if name == "_lastUpdated":
@@ -142,6 +146,9 @@ def sort_expression(resource_type: str, name: str) -> tuple[str, list]:
     if sp is None:
         raise SearchError(f"Unknown sort parameter '{name}' for resource type {resource_type}", name)
     col = _SORT_COLUMN[sp.type]
+    if descending:
+        col = "s.high" if sp.type == "date" else col
+        return f"(SELECT MAX({col}) FROM {_TABLE[sp.type]} s WHERE s.pk = r.pk AND s.param = ?)", [name]
     return f"(SELECT MIN({col}) FROM {_TABLE[sp.type]} s WHERE s.pk = r.pk AND s.param = ?)", [name]
 
 
