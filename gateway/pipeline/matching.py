@@ -56,32 +56,63 @@ def merge_into(current: dict, incoming: dict) -> dict:
     return out
 
 
-async def resolve_patient(ctx, s, incoming: dict) -> PatientMatch:
+class SearchLookup:
+    """How `resolve_patient` finds Patients: through the search engine, one query per question.
+
+    The bulk file ingest (`gateway.pipeline.bulk`) passes a lookup answering the identifier
+    questions from identifiers it resolved for a whole chunk of rows at once; the answers must be
+    the ones these searches would give at that moment."""
+
+    async def by_identifier(self, ctx, s, system: str, value: str) -> dict | None:
+        """The first (lowest pk) live Patient carrying system|value."""
+        return await find_one(ctx, s, "Patient", token_query(system, value))
+
+    async def by_id(self, ctx, s, pid: str) -> dict | None:
+        return await find_one(ctx, s, "Patient", f"_id={pid}")
+
+    async def candidates(self, ctx, s, incoming: dict) -> list[dict]:
+        return await demographic_candidates(ctx, s, incoming)
+
+
+_SEARCH = SearchLookup()
+
+
+def _adds_nothing(current: dict, incoming: dict) -> bool:
+    """True when `merge_into(current, incoming)` would equal `current`."""
+    if any(key not in current for key in incoming if key not in ("id", "meta", "link")):
+        return False
+    have = {(i.get("system"), i.get("value")) for i in current.get("identifier", [])}
+    return all((i.get("system"), i.get("value")) in have for i in incoming.get("identifier", []))
+
+
+async def resolve_patient(ctx, s, incoming: dict, lookup: SearchLookup | None = None) -> PatientMatch:
+    lookup = lookup or _SEARCH
     by_nhs = None
     for number in _nhs(incoming):
-        by_nhs = await find_one(ctx, s, "Patient", token_query(NHS_NUMBER_SYSTEM, number))
+        by_nhs = await lookup.by_identifier(ctx, s, NHS_NUMBER_SYSTEM, number)
         if by_nhs:
             break
     by_source = None
     for system, value in _other_ids(incoming):
-        by_source = await find_one(ctx, s, "Patient", token_query(system, value))
+        by_source = await lookup.by_identifier(ctx, s, system, value)
         if by_source:
             break
     if by_nhs and by_source and by_source["id"] != by_nhs["id"]:
         # The NHS number arrived for a record kept apart: link them, keep the NHS-number one.
         written = await _link_replaced(ctx, s, by_source, by_nhs)
-        by_nhs = await find_one(ctx, s, "Patient", f"_id={by_nhs['id']}")
+        by_nhs = await lookup.by_id(ctx, s, by_nhs["id"])
         written += await _update(ctx, s, by_nhs, merge_into(by_nhs, incoming))
         return PatientMatch(f"Patient/{by_nhs['id']}", "certain", written)
     found = by_nhs or by_source
     if found:
-        written = await _update(ctx, s, found, merge_into(found, incoming))
+        # the usual case on a file: this source's record is already on the Patient (no copy made)
+        written = [] if _adds_nothing(found, incoming) else await _update(ctx, s, found, merge_into(found, incoming))
         return PatientMatch(f"Patient/{found['id']}", "certain" if by_nhs else "source", written)
-    return await _new_patient(ctx, s, incoming)
+    return await _new_patient(ctx, s, incoming, lookup)
 
 
-async def _new_patient(ctx, s, incoming: dict) -> PatientMatch:
-    candidates = await demographic_candidates(ctx, s, incoming)
+async def _new_patient(ctx, s, incoming: dict, lookup: SearchLookup = _SEARCH) -> PatientMatch:
+    candidates = await lookup.candidates(ctx, s, incoming)
     graded = [(match_grade(incoming, c), c) for c in candidates]
     close = [(g, c) for g, c in graded if g.grade in ("probable", "possible")]
     patient = clone(incoming)

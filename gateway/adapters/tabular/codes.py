@@ -64,6 +64,7 @@ class CodeTable:
         self.url: str = conceptmap.get("url", "")
         self.name: str = conceptmap.get("id") or conceptmap.get("name") or self.url
         self._index: dict[str, tuple[Coding, ...]] = {}
+        self._memo: dict[str, CodeValue | None] = {}
         found: dict[str, list[Coding]] = {}
         for group in conceptmap.get("group", []):
             for element in group.get("element", []):
@@ -86,8 +87,18 @@ class CodeTable:
 
     def lookup(self, value: str) -> CodeValue | None:
         """The codings for `value`, or None when the map does not know it."""
+        # A file repeats a handful of code values on every row: remember each one's answer
+        # (CodeValue is frozen, so sharing it between rows is safe). Bounded like any memo.
+        try:
+            return self._memo[value]
+        except KeyError:
+            pass
         codings = self._index.get(normalise_code(value))
-        return CodeValue(value.strip(), codings) if codings else None
+        found = CodeValue(value.strip(), codings) if codings else None
+        if len(self._memo) >= 10_000:
+            self._memo.clear()
+        self._memo[value] = found
+        return found
 
     def __len__(self) -> int:
         return len(self._index)

@@ -94,14 +94,28 @@ def period(start: str | None, end: str | None) -> dict | None:
 
 
 def drop_empty(resource: dict) -> dict:
-    """The resource without keys whose value is None, {} or [] (FHIR forbids empty elements)."""
+    """The resource without keys whose value is None, {} or [] (FHIR forbids empty elements).
+
+    Called on every mapped resource of every row, so it is written for speed: exact type checks
+    instead of isinstance, and no recursion into strings and numbers."""
     out = {}
     for k, v in resource.items():
-        if isinstance(v, dict):
+        t = type(v)
+        if t is dict:
             v = drop_empty(v)
-        elif isinstance(v, list):
-            v = [drop_empty(x) if isinstance(x, dict) else x for x in v]
-            v = [x for x in v if x not in (None, {}, [])]
-        if v not in (None, {}, [], ""):
+            if v:
+                out[k] = v
+        elif t is list:
+            kept = []
+            for x in v:
+                if type(x) is dict:
+                    x = drop_empty(x)
+                    if x:
+                        kept.append(x)
+                elif x is not None and x != []:
+                    kept.append(x)
+            if kept:
+                out[k] = kept
+        elif v is not None and v != "":
             out[k] = v
     return out

@@ -15,6 +15,21 @@ class BadValue(ValueError):
     """The cell cannot be read as its column's type; the message names the problem."""
 
 
+_MOMENTS: dict[tuple, tuple[str | None, str]] = {}
+_MOMENTS_MAX = 100_000
+
+
+def _moment(col: Column, raw: str) -> tuple[str | None, str]:
+    """(ISO value, "") or (None, why not)."""
+    for fmt in col.formats:
+        try:
+            moment = datetime.strptime(raw, fmt)
+        except ValueError:
+            continue
+        return (moment.date().isoformat() if col.type == "date" else moment.time().isoformat()), ""
+    return None, f"{raw!r} is not a {col.type} in the expected format ({' or '.join(col.formats)})"
+
+
 def parse_cell(spec: ColumnSpec, col: Column, raw: str) -> Any:
     """The typed value of a non-empty cell (already stripped): str for string, date (ISO), time
     (HH:MM:SS), nhs-number (10 digits) and postcode (`LS6 2QT`); int; int or float for decimal;
@@ -26,13 +41,18 @@ def parse_cell(spec: ColumnSpec, col: Column, raw: str) -> Any:
             raise BadValue(f"{raw!r} does not match the expected pattern {col.pattern.pattern}")
         return raw
     if col.type in ("date", "time"):
-        for fmt in col.formats:
-            try:
-                moment = datetime.strptime(raw, fmt)
-            except ValueError:
-                continue
-            return moment.date().isoformat() if col.type == "date" else moment.time().isoformat()
-        raise BadValue(f"{raw!r} is not a {col.type} in the expected format ({' or '.join(col.formats)})")
+        # strptime is slow and a file repeats its dates (reporting periods, event days), so each
+        # distinct (formats, type, cell) is parsed once per process; the memo is bounded.
+        key = (col.formats, col.type, raw)
+        known = _MOMENTS.get(key)
+        if known is None:
+            known = _moment(col, raw)
+            if len(_MOMENTS) >= _MOMENTS_MAX:
+                _MOMENTS.clear()
+            _MOMENTS[key] = known
+        if known[0] is None:
+            raise BadValue(known[1])
+        return known[0]
     if col.type in ("integer", "decimal"):
         try:
             number = Decimal(raw.replace(",", "")) if col.type == "decimal" else Decimal(int(raw))
