@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.fhir import decimals
+
 from gateway.fhir.outcome import bad_request, unsupported_media
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -41,7 +43,7 @@ def parse_body(content_type: str, body: bytes) -> dict:
             raise bad_request(f"XML body could not be read: {exc}", getattr(exc, "location", None), "structure") from None
     if ct in JSON_TYPES or ct == "":
         try:
-            value = orjson.loads(body)
+            value = decimals.loads(body)
         except orjson.JSONDecodeError as exc:
             raise bad_request(f"JSON body could not be read: {exc}", code="structure") from None
         if not isinstance(value, dict):
@@ -54,8 +56,8 @@ def render(resource_bytes: bytes, fmt: str) -> tuple[bytes, str]:
     if fmt == "xml":
         from gateway.fhir.xml import resource_to_xml
 
-        return resource_to_xml(orjson.loads(resource_bytes)), "application/fhir+xml; charset=utf-8"
+        return resource_to_xml(decimals.loads(resource_bytes)), "application/fhir+xml; charset=utf-8"
     if fmt == "browser":
         # Browsers show application/json inline (and download application/fhir+json)
-        return orjson.dumps(orjson.loads(resource_bytes), option=orjson.OPT_INDENT_2), "application/json; charset=utf-8"
+        return decimals.dumps(decimals.loads(resource_bytes), option=orjson.OPT_INDENT_2), "application/json; charset=utf-8"
     return resource_bytes, "application/fhir+json; charset=utf-8"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +81,51 @@ def test_xml_round_trip(base, resource):
         assert again.status_code == 201, again.text
         back = c.get(f"/{resource['resourceType']}/{again.json()['id']}").json()
     assert strip(back) == resource
+
+
+def test_decimals_keep_their_written_precision(base):
+    """FHIR: a decimal's precision is part of its value. 7.50 is served as 7.50 in every form."""
+    body = (b'{"resourceType":"Observation","status":"final","code":{"text":"Serum potassium"},'
+            b'"valueQuantity":{"value":7.50,"unit":"mmol/L"},'
+            b'"referenceRange":[{"low":{"value":3.50},"high":{"value":5.3e0}}]}')
+    headers = {"Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=base, timeout=30) as c:
+        created = c.post("/Observation", content=body, headers=headers)
+        assert created.status_code == 201, created.text
+        assert b'"value":7.50' in created.content
+        oid = created.json()["id"]
+        read = c.get(f"/Observation/{oid}")
+        assert b'"value":7.50' in read.content and b'"value":3.50' in read.content and b'"value":5.3e0' in read.content
+        pretty = c.get(f"/Observation/{oid}", headers={"Accept": "text/html"})  # a browser: indented JSON
+        assert b'"value": 7.50' in pretty.content, pretty.text[:300]
+        xml = c.get(f"/Observation/{oid}", params={"_format": "xml"}).content
+        assert b'<value value="7.50"/>' in xml
+        again = c.post("/Observation", content=xml, headers={"Content-Type": "application/fhir+xml"})
+        assert b'"value":7.50' in c.get(f"/Observation/{again.json()['id']}").content  # XML in keeps it too
+        summary = c.get("/Observation", params={"_id": oid, "_elements": "valueQuantity"})
+        assert b'"value":7.50' in summary.content
+        patched = c.patch(f"/Observation/{oid}", content=b'[{"op":"replace","path":"/status","value":"amended"}]',
+                          headers={"Content-Type": "application/json-patch+json"})
+        assert patched.status_code == 200 and b'"value":7.50' in c.get(f"/Observation/{oid}").content
+        tx = (b'{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1f0c1c52-0000-4000-8000-000000000001",'
+              b'"resource":{"resourceType":"Observation","status":"final","code":{"text":"Weight"},'
+              b'"valueQuantity":{"value":70.10,"unit":"kg"}},"request":{"method":"POST","url":"Observation"}}]}')
+        done = c.post("", content=tx, headers=headers)
+        assert done.status_code == 200, done.text
+        tid = done.json()["entry"][0]["response"]["location"].split("/")[1]
+        assert b'"value":70.10' in c.get(f"/Observation/{tid}").content
+        found = c.get("/Observation", params={"_id": oid, "value-quantity": "7.5"}).json()
+        assert [e["resource"]["id"] for e in found.get("entry", [])] == [oid]  # still a number to search
+
+
+def test_decimal_reader_is_strict_and_exact():
+    from gateway.fhir.decimals import FhirDecimal, copy_json, dumps, loads
+
+    raw = b'{"a":[1.50,2.5,10,1e3,0.1000000000000000055511151231257827,-0.0],"s":"x: 1.50"}'
+    value = loads(raw)
+    assert dumps(value) == raw
+    assert isinstance(value["a"][0], FhirDecimal) and value["a"][0] == 1.5 and type(value["a"][1]) is float
+    assert dumps(copy_json(value)) == raw and copy_json(value) is not value
+    for bad in (b'{"a":NaN, "b":1.50}', b'{"a":"\\ud800", "b":1.50}', b'{"a":1.50,}'):
+        with pytest.raises(ValueError):  # orjson.JSONDecodeError is a ValueError
+            loads(bad)

@@ -110,7 +110,10 @@ class Deliverer:
             spec = self.registry.cached(d.subscription_id) if d.kind == "event" else None
             if spec is None or spec.status == "off":
                 spec = await self.registry.one(s, d.subscription_id)  # decisions need the stored state
-            total = await deliveries.events_since_start(s, d.subscription_id) if spec and spec.kind == "topic" else 0
+            # Events since the subscription started, inclusive of this one: its own event number, not
+            # the count at sending time (which a later event may already have raised), so a receiver
+            # comparing it with the last number it saw detects gaps, never phantom ones.
+            total = d.event_number if spec and spec.kind == "topic" and d.kind == "event" else 0
         if spec is None or spec.status == "off":
             await self._finish(d.id, "cancelled", "the subscription is off or deleted")
             return True

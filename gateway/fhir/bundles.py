@@ -13,6 +13,8 @@ from http import HTTPStatus
 
 import orjson
 
+from gateway.fhir import decimals
+
 from gateway.fhir.outcome import FhirError, Issue, bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search import find_matches
@@ -90,7 +92,7 @@ def rewrite_references(node, refs: dict[str, str]):
     """A copy of `node` with every `reference` found in `refs` replaced."""
     if not refs:
         return node
-    raw = orjson.dumps(node)
+    raw = decimals.dumps(node)
     out, last, changed = [], 0, False
     for m, value in _references(raw):
         new = refs.get(value)
@@ -100,12 +102,12 @@ def rewrite_references(node, refs: dict[str, str]):
     if not changed:
         return node
     out.append(raw[last:])
-    return orjson.loads(b"".join(out))
+    return decimals.loads(b"".join(out))
 
 
 def _conditional_refs(node, found: set[str]) -> None:
     """Conditional references (`Patient?identifier=...`) anywhere in `node`."""
-    for _, value in _references(orjson.dumps(node)):
+    for _, value in _references(decimals.dumps(node)):
         if "?" in value and not value.startswith(("http:", "https:", "urn:")):
             found.add(value)
 

@@ -7,6 +7,8 @@ from urllib.parse import parse_qsl
 import jsonpatch
 import orjson
 
+from gateway.fhir import decimals
+
 from gateway.fhir.outcome import (
     FhirError,
     Issue,
@@ -130,7 +132,7 @@ async def patch(ctx, req: FhirRequest, type: str, id: str) -> FhirResponse:
         if_match = _if_match(req)
         if if_match is not None and if_match != row.version:
             raise precondition_failed(f"If-Match version {if_match} is not the current version ({row.version})")
-        current = orjson.loads(row.content)
+        current = decimals.loads(row.content)
         try:
             patched = jsonpatch.JsonPatch(ops).apply(current)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
@@ -192,7 +194,7 @@ def _json_patch(req: FhirRequest) -> list:
     if "json-patch+json" not in req.content_type:
         raise unsupported_media("PATCH needs Content-Type application/json-patch+json")
     try:
-        ops = orjson.loads(req.raw_body or b"")
+        ops = decimals.loads(req.raw_body or b"")
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"JSON Patch body is not valid JSON: {exc}", code="structure") from None
     if not isinstance(ops, list):

@@ -6,9 +6,9 @@ planners copy resources on every message.
 
 from __future__ import annotations
 
-import orjson
+from gateway.fhir.decimals import copy_json
 
 
 def clone(value):
-    """An independent copy of JSON-compatible data."""
-    return orjson.loads(orjson.dumps(value))
+    """An independent copy of JSON-compatible data (decimals keep their written precision)."""
+    return copy_json(value)

@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from gateway.fhir import decimals
+
 
 @dataclass(slots=True)
 class FhirRequest:
@@ -69,7 +71,7 @@ class FhirResponse:
         if self.body is not None:
             return self.body
         if self.resource is not None:
-            return orjson.dumps(self.resource)
+            return decimals.dumps(self.resource)
         return None
 
     def as_dict(self) -> dict | None:

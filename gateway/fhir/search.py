@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from gateway.fhir import decimals
+
 from gateway.fhir.bundle_bytes import bundle_bytes, entry_bytes
 from gateway.fhir.outcome import bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
@@ -160,7 +162,7 @@ def _elements(control: dict[str, list[str]]) -> set[str] | None:
 def _entry(req: FhirRequest, row, mode: str, elements: set[str] | None, summary: str | None) -> bytes:
     content = row.content
     if elements is not None or summary in ("data", "text", "true"):
-        res = orjson.loads(content)
+        res = decimals.loads(content)
         if summary == "true":
             keep = summary_elements(row.type) | {"resourceType", "id", "meta"}
             res = {k: v for k, v in res.items() if k in keep}
@@ -173,7 +175,7 @@ def _entry(req: FhirRequest, row, mode: str, elements: set[str] | None, summary:
             res = {k: v for k, v in res.items() if k in ("resourceType", "id", "meta", "text")}
         meta = res.setdefault("meta", {})
         meta["tag"] = [*meta.get("tag", []), SUBSETTED]
-        content = orjson.dumps(res)
+        content = decimals.dumps(res)
     return entry_bytes(f"{req.base_url}/{row.type}/{row.id}", content, {"search": {"mode": mode}})
 
 

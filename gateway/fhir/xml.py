@@ -20,6 +20,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.fhir import structure
+from gateway.fhir.decimals import FhirDecimal
 from gateway.fhir.structure import TypeInfo, type_info
 from gateway.fhir.structure.primitives import (
     CHECKERS,
@@ -154,8 +155,8 @@ def _lexical(type_name: str, value: Any, where: str) -> str:
         if type_name in ("decimal", "integer", "unsignedInt", "positiveInt"):
             return str(value)
     elif isinstance(value, (float, decimal.Decimal)) and type_name == "decimal" and math.isfinite(value):
-        # repr() is the shortest text that round-trips the float; Decimal keeps
-        # whatever lexical form it was created from (e.g. "1.50").
+        # repr() is the shortest text that round-trips the float, or a FhirDecimal's text as it
+        # was read; Decimal keeps whatever lexical form it was created from (e.g. "1.50").
         return repr(value) if isinstance(value, float) else str(value)
     raise FhirFormatError(f"Value {value!r} is not a valid JSON {type_name}", where)
 
@@ -345,8 +346,8 @@ class _Reader:
         if "." not in raw and "e" not in raw and "E" not in raw:
             return int(raw)
         number = float(raw)
-        if self.exact_decimals and repr(number) != raw:
-            return decimal.Decimal(raw)
+        if repr(number) != raw:  # keep the written precision (1.50), as JSON bodies do
+            return decimal.Decimal(raw) if self.exact_decimals else FhirDecimal(raw)
         return number
 
 

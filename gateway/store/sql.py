@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from gateway.fhir import decimals
+
 from gateway.store.base import StoredResource, VersionConflict, WriteResult, instant_iso
 from gateway.store.indexing import extract_index
 from gateway.store.schema import INDEX_TABLES
@@ -371,7 +373,7 @@ class SqlSession:
         version = current.version + 1 if current else 1
         ts = now_us()
         body = with_meta(resource, rid, version, ts)
-        content = orjson.dumps(body)
+        content = decimals.dumps(body)  # decimals as written (1.50 stays 1.50)
         if self.dialect.name == "postgres":  # one round trip instead of ~10 (gateway/store/pg_write.py)
             from gateway.store import pg_write
 

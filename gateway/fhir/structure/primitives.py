@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any, Callable
 
+from gateway.fhir.decimals import FhirDecimal
+
 Problem = tuple[str, str, str]
 Checker = Callable[[Any], "Problem | None"]
 
@@ -156,7 +158,7 @@ def _int_checker(type_name: str, low: int) -> Checker:
             if low <= v <= INT32_MAX:
                 return None
             return ("error", "value", f"Value {v} is outside the {type_name} range {low}..{INT32_MAX}")
-        if type(v) is float or isinstance(v, decimal.Decimal):
+        if isinstance(v, (float, decimal.Decimal)):  # float, FhirDecimal or Decimal
             return ("error", "value", f"A {type_name} must be a whole number, found {v}")
         return _wrong(v, f"a number ({type_name})")
 
@@ -167,7 +169,7 @@ def check_decimal(v: Any) -> Problem | None:
     t = type(v)
     if t is int:
         return None
-    if t is float:
+    if t is float or t is FhirDecimal:  # FhirDecimal: a float that keeps its written precision
         return None if math.isfinite(v) else ("error", "value", f"Value {v} is not a finite decimal")
     if t is decimal.Decimal:  # produced by the XML reader to keep lexical form
         return None if v.is_finite() else ("error", "value", f"Value {v} is not a finite decimal")

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
+from gateway.fhir.decimals import FhirDecimal
 from gateway.fhir.search_parameters import params_table
 
 from .dates import DEFAULT_TZ, MAX_TIME, MIN_TIME, date_range
@@ -79,7 +80,7 @@ def _emit_token(v: Any, name: str, out: Out, tz: ZoneInfo, only: str | None) -> 
         rows.append((name, None, v, None))
     elif t is bool:
         rows.append((name, None, "true" if v else "false", None))
-    elif t is int or t is float:
+    elif t is int or t is float or t is FhirDecimal:
         rows.append((name, None, str(v), None))
     elif t is not dict:
         return
@@ -146,11 +147,11 @@ def _emit_date(v: Any, name: str, out: Out, tz: ZoneInfo, only: str | None) -> N
 
 def _emit_number(v: Any, name: str, out: Out, tz: ZoneInfo, only: str | None) -> None:
     t = type(v)
-    if t is int or t is float:
+    if t is int or t is float or t is FhirDecimal:
         out["idx_number"].append((name, float(v), None, None))
     elif t is dict:  # Quantity; `||unit` searches match on code, falling back to the unit
         value = v.get("value")
-        if type(value) in (int, float):
+        if type(value) in (int, float, FhirDecimal):
             out["idx_number"].append((name, float(value), v.get("system"), v.get("code") or v.get("unit")))
 
 

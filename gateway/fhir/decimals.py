@@ -1,0 +1,94 @@
+"""FHIR decimals keep their precision: `1.50` is stored and served as `1.50`, not `1.5`.
+
+FHIR says a decimal's precision is part of its value (a lab result of 7.50 was measured to two
+places). orjson reads every JSON number with a fraction as a float, which forgets the trailing zero
+(and the exponent, and digits past the 17th). So:
+
+* `loads(raw)` parses with orjson (fast, strict) and only when the bytes hold a number literal that
+  a float would not give back as written, parses again keeping each such literal as a
+  `FhirDecimal`: a float (so validation, indexing, FHIRPath and comparisons work unchanged) that
+  remembers its text;
+* `dumps(value)` writes a `FhirDecimal` as that text (`orjson.Fragment`), everything else as orjson
+  does. Every place that turns a resource back into bytes uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+# A number token (after `:` `[` or `,`) with a fraction ending in 0, an exponent, or more than 15
+# fraction digits. It may also match inside a string, which only costs the slower exact parse.
+_INEXACT = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d*0(?![\d])|(?:\.\d+)?[eE]|\.\d{16,})")
+
+
+class FhirDecimal(float):
+    """A JSON number read from text that a float would not reproduce exactly."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> "FhirDecimal":
+        value = float.__new__(cls, text)
+        value.text = text
+        return value
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return FhirDecimal, (self.text,)
+
+    def __deepcopy__(self, memo) -> "FhirDecimal":
+        return self
+
+
+def _decimal(text: str) -> float:
+    number = float(text)
+    return number if repr(number) == text else FhirDecimal(text)
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(raw: bytes | str) -> Any:
+    """JSON to Python, as orjson would, except that imprecise decimals keep their written form."""
+    value = orjson.loads(raw)  # strict: invalid UTF-8, NaN, lone surrogates are refused here
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _INEXACT.search(data) is None:
+        return value
+    return json.loads(data, parse_float=_decimal, parse_constant=_no_constants)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, FhirDecimal):
+        return orjson.Fragment(value.text.encode())
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def dumps(value: Any, option: int | None = None) -> bytes:
+    """Python to JSON bytes, as orjson would, writing each FhirDecimal as it was read."""
+    if option is None:
+        return orjson.dumps(value, default=_default)
+    return orjson.dumps(value, default=_default, option=option)
+
+
+def copy_json(value: Any) -> Any:
+    """An independent copy of JSON data (a round trip through orjson: several times faster than
+    `copy.deepcopy`), FhirDecimals included."""
+    found = False
+
+    def default(v: Any) -> Any:
+        nonlocal found
+        if isinstance(v, FhirDecimal):
+            found = True
+            return orjson.Fragment(v.text.encode())
+        raise TypeError(f"Type is not JSON serializable: {type(v).__name__}")
+
+    raw = orjson.dumps(value, default=default)
+    return json.loads(raw, parse_float=_decimal) if found else orjson.loads(raw)
