@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -126,9 +127,7 @@ def main() -> None:
     print()
     print(table(["benchmark", "gateway", "bare FastAPI+sqlite3", "ratio", "target", "met?",
                  "gw p50/p99 ms", "bare p50/p99 ms"], rows))
-    for suffix in ("", "-wal", "-shm"):
-        Path(db + suffix).unlink(missing_ok=True)
-    work.rmdir()
+    shutil.rmtree(work, ignore_errors=True)  # the store, its WAL and the events leader's lock file
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def prefix_cond(col: str, prefix: str) -> Frag:
 def date_cond(prefix: str, sl: int, sh: int, low: str, high: str) -> Frag:
     """R4 date prefix semantics: stored interval [low, high] against search interval [sl, sh]."""
     if prefix == "eq":  # the search range contains the stored range
-        return f"{low} >= ? AND {high} <= ?", [sl, sh]
+        # `low <= sh` follows from the rest; written out, it bounds the (type, param, low) index
+        # range on both sides (else `birthdate=1940-03-02` read every earlier birth date).
+        return f"{low} >= ? AND {low} <= ? AND {high} <= ?", [sl, sh, sh]
     if prefix == "ne":  # ... does not contain it
         return f"({low} < ? OR {high} > ?)", [sl, sh]
     if prefix == "gt":  # the stored range reaches above the search range
