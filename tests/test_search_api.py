@@ -94,6 +94,20 @@ def test_token_forms(http, tag, world):
     assert ids(search(http, "ServiceRequest", tag, code="|1255661000000109")) == []
 
 
+def test_token_list_keeps_each_system_with_its_code(http, tag, world):
+    """`identifier=a|1,b|2` matches a|1 or b|2, never a|2: the pairs are not mixed."""
+    def found(value: str) -> list[str]:
+        r = http.get("/Patient", params={"identifier": value})
+        assert r.status_code == 200, r.text
+        return ids(r.json())
+
+    # (other tests' worlds share the NHS number, so only this world's patients are looked at)
+    mine = {world["p0"], world["p1"], world["p2"]}
+    assert mine & set(found(f"{NHS}|9434765919,{T}|no-such-{tag}")) == {world["p0"]}
+    assert not mine & set(found(f"{T}|9434765919,{NHS}|{tag}"))  # each code under the other system
+    assert mine <= set(found(f"{T}|{tag},{NHS}|9434765919"))
+
+
 def test_or_and_and(http, tag, world):
     either = search(http, "Patient", tag, family="Ashworth,Ashby")
     assert sorted(ids(either)) == sorted([world["p0"], world["p2"]])

@@ -178,12 +178,18 @@ class _Q:
         `ordered`: one part of this kind is equalities on the index columns before pk (see Driver).
         """
         ia = self.ctx.alias("i")
-        conds, args = [], [self.rtype, param]
+        conds, args, last = [], [self.rtype, param], []
         for part in parts:
             cond, cond_args = one(part, ia)
             conds.append(cond)
             args.extend(cond_args)
+            last.append(cond_args[-1] if cond_args else None)
         where = conds[0] if len(conds) == 1 else " OR ".join(f"({c})" for c in conds)
+        if len(conds) > 1 and table == "idx_token" and all(c.endswith(f"{ia}.code = ?") for c in conds):
+            # An OR of (system, code) pairs is not an index range to either planner (SQLite read every
+            # identifier of the type); the codes as an IN list are, and the OR then checks the pairs.
+            where = f"{ia}.code IN ({', '.join('?' * len(last))}) AND ({where})"
+            args = args[:2] + last + args[2:]
         op = "NOT IN" if negate else "IN"
         sub = f"SELECT {ia}.pk FROM {table} {ia} WHERE {ia}.type = ? AND {ia}.param = ?"
         if self.alias == "r" and not negate:  # a top-level positive filter: the search may start here
