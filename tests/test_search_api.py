@@ -97,7 +97,7 @@ def test_token_forms(http, tag, world):
 def test_token_list_keeps_each_system_with_its_code(http, tag, world):
     """`identifier=a|1,b|2` matches a|1 or b|2, never a|2: the pairs are not mixed."""
     def found(value: str) -> list[str]:
-        r = http.get("/Patient", params={"identifier": value})
+        r = http.get("/Patient", params={"identifier": value, "_count": "1000"})
         assert r.status_code == 200, r.text
         return ids(r.json())
 
