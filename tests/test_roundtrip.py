@@ -129,3 +129,13 @@ def test_decimal_reader_is_strict_and_exact():
     for bad in (b'{"a":NaN, "b":1.50}', b'{"a":"\\ud800", "b":1.50}', b'{"a":1.50,}'):
         with pytest.raises(ValueError):  # orjson.JSONDecodeError is a ValueError
             loads(bad)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,2})?", fullmatch=True))
+def test_any_json_number_is_written_back_as_it_was_read(literal):
+    from gateway.fhir.decimals import copy_json, dumps, loads
+
+    raw = b'{"valueQuantity":{"value":' + literal.encode() + b'},"x":[' + literal.encode() + b"]}"
+    assert dumps(loads(raw)) == raw
+    assert dumps(copy_json(loads(raw))) == raw

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
-# A number token (after `:` `[` or `,`) with a fraction ending in 0, an exponent, or more than 15
-# fraction digits. It may also match inside a string, which only costs the slower exact parse.
-_INEXACT = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d*0(?![\d])|(?:\.\d+)?[eE]|\.\d{16,})")
+# A number token (after `:` `[` or `,`) with a fraction ending in 0, an exponent, or 16 digits or
+# more (past a float's precision). It may also match inside a string, which only costs the slower
+# exact parse; it must never miss a literal that a float would rewrite.
+_INEXACT = re.compile(rb"[:\[,]\s*(?:-0(?![.\d])|-?(?:(?=(?:\d\.?){16})|\d+(?:\.\d*0(?!\d)|(?:\.\d+)?[eE])))")
 
 
 class FhirDecimal(float):
@@ -52,6 +53,14 @@ def _decimal(text: str) -> float:
     return number if repr(number) == text else FhirDecimal(text)
 
 
+def _integer(text: str) -> int | float:
+    number = int(text)
+    # -0 would come back as 0; past 64 bits orjson cannot write an int (and reads it as a float)
+    if text == "-0" or not -(2**63) <= number < 2**64:
+        return FhirDecimal(text)
+    return number
+
+
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -62,7 +71,7 @@ def loads(raw: bytes | str) -> Any:
     data = raw.encode() if isinstance(raw, str) else raw
     if _INEXACT.search(data) is None:
         return value
-    return json.loads(data, parse_float=_decimal, parse_constant=_no_constants)
+    return json.loads(data, parse_float=_decimal, parse_int=_integer, parse_constant=_no_constants)
 
 
 def _default(value: Any) -> Any:
@@ -91,4 +100,4 @@ def copy_json(value: Any) -> Any:
         raise TypeError(f"Type is not JSON serializable: {type(v).__name__}")
 
     raw = orjson.dumps(value, default=default)
-    return json.loads(raw, parse_float=_decimal) if found else orjson.loads(raw)
+    return json.loads(raw, parse_float=_decimal, parse_int=_integer) if found else orjson.loads(raw)
