@@ -91,11 +91,17 @@ class GatewayApp(FastAPI):
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and self.fhir_stack is not None:
-            path = scope["path"]
+            path = _local_path(scope)
             if path == "/fhir" or (path.startswith("/fhir/") and not path.startswith("/fhir/.well-known/")):
                 await self.fhir_stack(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+def _local_path(scope) -> str:
+    """The path below the app's mount point (`root_path`, when served behind a path prefix)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def _fhir_asgi(endpoint):
@@ -110,7 +116,7 @@ def _fhir_asgi(endpoint):
             response = error_response(error, fmt)
             response.headers["Allow"] = ", ".join(_METHODS)
         else:
-            response = await endpoint(request, scope["path"][len("/fhir"):])
+            response = await endpoint(request, _local_path(scope)[len("/fhir"):])
         await response(scope, receive, send)
 
     return app
