@@ -202,6 +202,23 @@ def test_open_st_max_service_is_an_active_reablement_plan(valid) -> None:
     assert "outcomeCodeableConcept" not in plan["activity"][0]
 
 
+def test_decimal_cells_keep_their_written_precision(spec, tmp_path) -> None:
+    """A council's "10.50 units per week" is 10.50 in the record, not 10.5 (FHIR decimal precision)."""
+    from gateway.fhir.decimals import dumps
+
+    lines = (FIXTURES / "cld_valid.csv").read_text(encoding="utf-8-sig").splitlines()
+    fields = lines[0].split(",")
+    changed = lines[3].split(",")
+    assert "SVC-9902" in changed
+    column = len(changed) - (len(fields) - fields.index("Planned_units_per_week"))  # the row has quoted commas
+    assert changed[column] == "14"
+    changed[column] = "10.50"
+    (tmp_path / "units.csv").write_text("\n".join([lines[0], ",".join(changed)]) + "\n", encoding="utf-8")
+    messages, rows = read_council_file(tmp_path / "units.csv", spec)
+    plan = resource(list(rows)[0], "CarePlan")
+    assert dumps(plan["activity"][0]["detail"]["quantity"]).startswith(b'{"value":10.50,')
+
+
 def test_ended_service_carries_its_outcome(valid) -> None:
     plan = resource(valid[7], "CarePlan")
     assert plan["status"] == "completed"

@@ -61,6 +61,15 @@ def _integer(text: str) -> int | float:
     return number
 
 
+def decimal_from_text(text: str) -> int | float:
+    """The JSON value for a decimal written as `text` (a CSV cell, an XML attribute): an int for a
+    whole number written without a point, else a float, or a FhirDecimal where a float would not
+    give `text` back (`10.50`)."""
+    if "." not in text and "e" not in text and "E" not in text:
+        return _integer(text)
+    return _decimal(text)
+
+
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 

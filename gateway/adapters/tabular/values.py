@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway.fhir.decimals import decimal_from_text
 from gateway.pipeline.identity import is_valid_nhs_number, normalise_nhs_number, normalise_postcode
 
 from .spec import Column, ColumnSpec
@@ -64,7 +65,9 @@ def parse_cell(spec: ColumnSpec, col: Column, raw: str) -> Any:
             raise BadValue(f"{raw} is below the minimum {col.min}")
         if col.max is not None and number > Decimal(str(col.max)):
             raise BadValue(f"{raw} is above the maximum {col.max}")
-        return int(number) if number == number.to_integral_value() else float(number)
+        if col.type == "integer":
+            return int(number)
+        return decimal_from_text(str(number))  # "10.50" stays 10.50 (FHIR decimals keep their precision)
     if col.type == "nhs-number":
         if normalise_nhs_number(raw) is None:
             raise BadValue(f"{raw!r} is not a 10-digit NHS number")
