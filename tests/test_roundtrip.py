@@ -139,3 +139,19 @@ def test_any_json_number_is_written_back_as_it_was_read(literal):
     raw = b'{"valueQuantity":{"value":' + literal.encode() + b'},"x":[' + literal.encode() + b"]}"
     assert dumps(loads(raw)) == raw
     assert dumps(copy_json(loads(raw))) == raw
+
+
+def test_a_change_of_precision_alone_is_a_change(base):
+    """PUT 7.50 over 7.5 writes a new version (Python's == would call them equal); PUT 7.50 again
+    changes nothing."""
+    headers = {"Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=base, timeout=30) as c:
+        made = c.post("/Observation", headers=headers, content=b'{"resourceType":"Observation","status":"final",'
+                      b'"code":{"text":"Potassium"},"valueQuantity":{"value":7.5}}').json()
+        body = (b'{"resourceType":"Observation","id":"' + made["id"].encode() + b'","status":"final",'
+                b'"code":{"text":"Potassium"},"valueQuantity":{"value":7.50}}')
+        first = c.put(f"/Observation/{made['id']}", headers=headers, content=body)
+        assert first.status_code == 200 and first.json()["meta"]["versionId"] == "2"
+        again = c.put(f"/Observation/{made['id']}", headers=headers, content=body)
+        assert again.json()["meta"]["versionId"] == "2"  # the same 7.50 again: no new version
+        assert b'"value":7.50' in c.get(f"/Observation/{made['id']}").content

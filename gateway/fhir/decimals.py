@@ -83,6 +83,33 @@ def loads(raw: bytes | str) -> Any:
     return json.loads(data, parse_float=_decimal, parse_int=_integer, parse_constant=_no_constants)
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal as FHIR JSON, precision included: `1.50` and `1.5` differ (Python's `==` says equal)."""
+    if type(a) is dict:
+        return type(b) is dict and a.keys() == b.keys() and all(same(v, b[k]) for k, v in a.items())
+    if type(a) is list:
+        return type(b) is list and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return type(a) is not bool and type(b) is not bool and _text(a) == _text(b)
+    return type(a) is type(b) and a == b
+
+
+def _text(number: Any) -> str | None:
+    if isinstance(number, FhirDecimal):
+        return number.text
+    return repr(number) if isinstance(number, (int, float)) else None
+
+
+def unchanged(stored: bytes, old: dict, new: dict) -> bool:
+    """`new` would store the same as `old` (read from `stored` with `loads`): `old == new` and, when
+    either holds a literal a float would rewrite, the same written forms too (1.5 → 1.50 is a change)."""
+    if old != new:
+        return False
+    if _INEXACT.search(stored) is None and _INEXACT.search(dumps(new)) is None:
+        return True  # every number on both sides is exactly what `==` compared
+    return same(old, new)
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, FhirDecimal):
         return orjson.Fragment(value.text.encode())

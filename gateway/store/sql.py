@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 from zoneinfo import ZoneInfo
 
-import orjson
 
 from gateway.fhir import decimals
 
@@ -339,8 +338,8 @@ class SqlSession:
         if if_match is not None and (current is None or current.deleted or current.version != if_match):
             raise VersionConflict(None if current is None or current.deleted else current.version)
         if current is not None and not current.deleted:
-            old = orjson.loads(current.content)
-            if strip_volatile_meta(old) == strip_volatile_meta({**resource, "id": rid}):
+            old = decimals.loads(current.content)
+            if decimals.unchanged(current.content, strip_volatile_meta(old), strip_volatile_meta({**resource, "id": rid})):
                 return WriteResult(current, created=False, changed=False)
         created = current is None or current.deleted
         stored = await self._write_version(rtype, rid, resource, current, "PUT")
