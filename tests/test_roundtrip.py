@@ -155,3 +155,12 @@ def test_a_change_of_precision_alone_is_a_change(base):
         again = c.put(f"/Observation/{made['id']}", headers=headers, content=body)
         assert again.json()["meta"]["versionId"] == "2"  # the same 7.50 again: no new version
         assert b'"value":7.50' in c.get(f"/Observation/{made['id']}").content
+
+
+def test_xml_decimals_of_any_size_are_kept(base):
+    xml = (b'<Observation xmlns="http://hl7.org/fhir"><status value="final"/><code><text value="Count"/></code>'
+           b'<valueQuantity><value value="123456789012345678901234"/></valueQuantity></Observation>')
+    with httpx.Client(base_url=base, timeout=30) as c:
+        made = c.post("/Observation", content=xml, headers={"Content-Type": "application/fhir+xml"})
+        assert made.status_code == 201, made.text
+        assert b'"value":123456789012345678901234' in c.get(f"/Observation/{made.json()['id']}").content

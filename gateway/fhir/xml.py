@@ -20,7 +20,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.fhir import structure
-from gateway.fhir.decimals import FhirDecimal
+from gateway.fhir.decimals import FhirDecimal, decimal_from_text
 from gateway.fhir.structure import TypeInfo, type_info
 from gateway.fhir.structure.primitives import (
     CHECKERS,
@@ -343,12 +343,10 @@ class _Reader:
     def decimal(self, raw: str, path: str) -> int | float | decimal.Decimal:
         if DECIMAL_RE.fullmatch(raw) is None:
             raise FhirFormatError(f"Invalid decimal '{raw}'", path)
-        if "." not in raw and "e" not in raw and "E" not in raw:
-            return int(raw)
-        number = float(raw)
-        if repr(number) != raw:  # keep the written precision (1.50), as JSON bodies do
-            return decimal.Decimal(raw) if self.exact_decimals else FhirDecimal(raw)
-        return number
+        value = decimal_from_text(raw)  # keeps the written precision (1.50), as JSON bodies do
+        if self.exact_decimals and isinstance(value, FhirDecimal):
+            return decimal.Decimal(raw)
+        return value
 
 
 def _div_text(elem: etree._Element) -> str:
