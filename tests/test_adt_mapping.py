@@ -219,6 +219,14 @@ def test_nhs_number_failing_modulus_11_is_rejected_on_pid_3(run):
     assert m.patient_keys == [(LTH_MRN, "RR81234567")]
 
 
+@pytest.mark.parametrize("written", ["943 476 5919", "943-476-5919"])
+def test_nhs_number_written_in_groups_is_kept_as_its_ten_digits(run, written):
+    m = run(adt("A01", pid={3: f"RR81234567^^^RR8^MR~{written}^^^NHS^NH"}))
+    assert m.errors == []
+    assert (m.patient["identifier"][0]["system"], m.patient["identifier"][0]["value"]) == (NHS, "9434765919")
+    assert m.patient_keys[0] == (NHS, "9434765919")
+
+
 def test_test_range_nhs_number_rejected_on_live_production_feed(codes):
     live = FeedConfig.from_dict({"feeds": [{"id": "live", "ods_code": "RR8", "allow_test_nhs_numbers": False,
                                             "match": {"sending_facility": ["RR8"]}}]})

@@ -40,6 +40,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.pipeline.identity import is_valid_nhs_number as nhs_number_valid
+from gateway.pipeline.identity import normalise_nhs_number
+
 from .codes import (
     ADMISSION_TYPE_PRIORITY,
     ADW_LOCAL_PATIENT_ID,
@@ -174,23 +177,6 @@ def _d(value: Any) -> dict:
 
 def _clean(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if v not in (None, [], {}, "")}
-
-
-# --------------------------------------------------------------------------- NHS number
-
-
-def nhs_number_valid(number: str) -> bool:
-    """NHS number Modulus 11 check (NHS Data Dictionary). Spaces are ignored.
-
-    Weights 10..2 on the first nine digits; check digit = 11 - (sum mod 11); 11 -> 0; 10 -> the
-    number is invalid. Numbers of one repeated digit pass the arithmetic but are never issued.
-    """
-    n = number.replace(" ", "")
-    if len(n) != 10 or not n.isdigit() or len(set(n)) == 1:
-        return False
-    check = 11 - sum(int(d) * w for d, w in zip(n[:9], range(10, 1, -1))) % 11
-    check = 0 if check == 11 else check
-    return check != 10 and check == int(n[9])
 
 
 # --------------------------------------------------------------------------- organisations
@@ -414,7 +400,7 @@ class _Mapper:
             value = str(ident.get("value") or "").strip()
             where = _loc(idx, f"identifier[{j}].value")
             if system in NHS_NUMBER_INPUT:
-                number = value.replace(" ", "")
+                number = normalise_nhs_number(value) or value  # digits only, as `943 476 5919` is written
                 if not nhs_number_valid(number):
                     self.error(where, f"NHS number {value!r} fails the Modulus 11 check")
                     continue

@@ -13,6 +13,9 @@ import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from gateway.pipeline.identity import is_valid_nhs_number
+from gateway.pipeline.identity import normalise_postcode as canonical_postcode
+
 from .codes import ConceptMaps
 
 _DTM = re.compile(
@@ -81,19 +84,7 @@ def instant(value: str | None) -> datetime | None:
 # --------------------------------------------------------------------------- NHS number
 
 
-def nhs_number_valid(number: str) -> bool:
-    """Modulus 11 check (NHS Data Dictionary; detail.md 4.4). Spaces are ignored.
-
-    Weights 10..2 on the first nine digits; check = 11 - (sum mod 11); 11 -> 0; 10 -> invalid.
-    Numbers made of one repeated digit pass the arithmetic but are never issued.
-    """
-    n = number.replace(" ", "")
-    if len(n) != 10 or not n.isdigit() or len(set(n)) == 1:
-        return False
-    total = sum(int(d) * w for d, w in zip(n[:9], range(10, 1, -1)))
-    check = 11 - total % 11
-    check = 0 if check == 11 else check
-    return check != 10 and check == int(n[9])
+nhs_number_valid = is_valid_nhs_number  # one Modulus 11 rule: gateway.pipeline.identity
 
 
 # --------------------------------------------------------------------------- names, addresses, telecoms
@@ -138,14 +129,10 @@ def address(seg, field: int, rep: int, codes: ConceptMaps) -> dict | None:
     return out if set(out) - {"use"} else None
 
 
-_POSTCODE = re.compile(r"^([A-Z]{1,2}\d[A-Z\d]?)\s*(\d[A-Z]{2})$")
-
-
 def normalise_postcode(value: str) -> str:
-    """UK postcodes in the canonical "outward inward" form ("ls11ab" -> "LS1 1AB")."""
-    compact = value.strip().upper()
-    m = _POSTCODE.match(compact)
-    return f"{m.group(1)} {m.group(2)}" if m else value.strip()
+    """UK postcodes in the canonical "outward inward" form ("ls11ab" -> "LS1 1AB"); anything not
+    shaped like a postcode is kept as sent (stripped)."""
+    return canonical_postcode(value) or value.strip()
 
 
 def contact_point(seg, field: int, rep: int, default_use: str, codes: ConceptMaps) -> dict | None:

@@ -9,7 +9,16 @@ PDS-traced numbers may carry X24 or other authorities.
 
 from __future__ import annotations
 
-from .datatypes import address, contact_point, date_only, human_name, nhs_number_valid, organization_ref
+from gateway.pipeline.identity import normalise_nhs_number
+
+from .datatypes import (
+    address,
+    contact_point,
+    date_only,
+    human_name,
+    nhs_number_valid,
+    organization_ref,
+)
 from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, SEGMENT_SEQUENCE
 from .model import Context
 
@@ -89,7 +98,7 @@ def identifiers(ctx: Context, seg, field_no: int, sequence: int = 1) -> list[dic
             not type_code and authority.upper() == "NHS"
         )
         if is_nhs:
-            number = value.replace(" ", "")
+            number = normalise_nhs_number(value) or value  # digits only, as `943 476 5919` is written
             where = f"{seg.name}-{field_no}"
             if not nhs_number_valid(number):
                 ctx.error(seg.name, field_no, DATA_TYPE_ERROR,
