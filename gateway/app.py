@@ -147,7 +147,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     store = store or open_store(settings)
     ctx = GatewayContext(settings=settings, store=store)
     ctx.router = Router(ctx)
-    from gateway.security.service import SecurityService, check_startup
+    from gateway.security.service import SecurityService, check_startup, is_loopback
 
     security = ctx.services["security"] = SecurityService(settings, store)
 
@@ -169,10 +169,20 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         if settings.mllp_port:
             from gateway.transport.mllp import start_mllp_server
 
+            from gateway.transport.mllp import tls_context
+
+            tls = (tls_context(settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_client_ca)
+                   if settings.mllp_tls_cert else None)
+            mllp_host = settings.mllp_host or settings.host
             mllp = await start_mllp_server(lambda raw: ctx.services["hl7v2"].receive(raw, "mllp"),
-                                           settings.mllp_host or settings.host, settings.mllp_port,
-                                           max_message_bytes=settings.max_body_bytes)
-            log.info("MLLP listener on %s:%s", settings.mllp_host or settings.host, settings.mllp_port)
+                                           mllp_host, settings.mllp_port,
+                                           max_message_bytes=settings.max_body_bytes, ssl=tls)
+            log.info("MLLP listener on %s:%s (%s)", mllp_host, settings.mllp_port,
+                     "TLS, client certificates required" if tls and settings.mllp_tls_client_ca
+                     else "TLS" if tls else "plain TCP")
+            if not settings.mllp_tls_client_ca and not is_loopback(mllp_host):
+                log.warning("MLLP on %s accepts any sender that can reach it: set GATEWAY_MLLP_TLS_CERT, "
+                            "GATEWAY_MLLP_TLS_KEY and GATEWAY_MLLP_TLS_CLIENT_CA to require certificates", mllp_host)
         from gateway.events.service import EventService
 
         events = EventService(ctx)

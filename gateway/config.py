@@ -30,6 +30,10 @@ class Settings:
     search_total_cap: int = 10_000
     mllp_port: int = 0
     mllp_host: str = ""
+    # MLLP over TLS: server certificate chain and key (PEM); with a client CA, senders need certificates
+    mllp_tls_cert: str = ""
+    mllp_tls_key: str = ""
+    mllp_tls_client_ca: str = ""
     workers: int = 1
     log_level: str = "info"
     mappings_dir: str = ""
@@ -96,6 +100,9 @@ SETTINGS: dict[str, str] = {
     "search_total_cap": "Searches count their matches exactly up to this many; above it Bundle.total is left out unless `_total=accurate`",
     "mllp_port": "Port of the HL7 v2 MLLP listener (0 = off; 2575 is the usual port)",
     "mllp_host": "Address of the MLLP listener (default: same as host)",
+    "mllp_tls_cert": "PEM certificate chain: MLLP runs inside TLS (with `mllp_tls_key`)",
+    "mllp_tls_key": "PEM private key of the MLLP TLS certificate",
+    "mllp_tls_client_ca": "PEM CA bundle: MLLP senders must present a certificate it issued (mutual TLS)",
     "workers": "Number of gateway processes sharing the store",
     "log_level": "debug, info, warning or error",
     "mappings_dir": "Folder of ConceptMaps and source layouts (default: the bundled mappings/)",

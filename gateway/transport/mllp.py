@@ -9,6 +9,7 @@ Logs never contain message content: it is patient data.
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -186,13 +187,28 @@ async def start_mllp_server(
     *,
     max_message_bytes: int = 10 * 1024 * 1024,
     idle_timeout: float = 300,
+    ssl: "ssl_module.SSLContext | None" = None,
 ) -> asyncio.Server:
-    """Listen for MLLP connections; each connection is served by its own task, in order."""
+    """Listen for MLLP connections; each connection is served by its own task, in order.
+    With `ssl` (see `tls_context`), MLLP runs inside TLS, the way integration engines call MLLPS."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Connection(reader, writer, handler, max_message_bytes, idle_timeout).run()
 
-    return await asyncio.start_server(on_connect, host, port)
+    return await asyncio.start_server(on_connect, host, port, ssl=ssl, ssl_handshake_timeout=30 if ssl else None)
+
+
+def tls_context(cert_file: str, key_file: str, client_ca_file: str = "") -> "ssl_module.SSLContext":
+    """Server side of MLLP over TLS (1.2 or later). With `client_ca_file`, every sender must present a
+    certificate issued by one of those CAs (mutual TLS): the only way a socket protocol with no
+    credentials of its own can tell a trust's integration engine from anyone else on the network."""
+    context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl_module.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        context.load_verify_locations(client_ca_file)
+        context.verify_mode = ssl_module.CERT_REQUIRED
+    return context
 
 
 # --------------------------------------------------------------------------- client

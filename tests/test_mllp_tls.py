@@ -1,0 +1,120 @@
+"""MLLP inside TLS with client certificates, against a real `gateway serve`.
+
+A test CA issues the gateway's certificate and the trust's integration-engine certificate; a
+second CA issues an impostor's. Only the trust's engine gets ACKs; plain TCP and the impostor are
+cut off during the handshake, and nothing they sent reaches the inbox.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conftest import GatewayProcess, free_port
+from gateway.transport.mllp import CR, EB, SB, frame
+from hl7_helpers import admit
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _issue(subject: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool = False, ip: str | None = None):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ip:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                                        critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path, cert, key=None) -> str:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + (key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()) if key else b""))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pki")
+    ca_key, rogue_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _issue("Active Recovery test CA", ca_key, _name("Active Recovery test CA"), ca_key, ca=True)
+    rogue_ca = _issue("Someone else's CA", rogue_key, _name("Someone else's CA"), rogue_key, ca=True)
+    server_key, engine_key, impostor_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    server = _issue("gateway", server_key, ca.subject, ca_key, ip="127.0.0.1")
+    engine = _issue("RR8 integration engine", engine_key, ca.subject, ca_key)
+    impostor = _issue("RR8 integration engine", impostor_key, rogue_ca.subject, rogue_key)
+    return {
+        "tmp": tmp, "ca": _write(tmp / "ca.pem", ca),
+        "server_cert": _write(tmp / "server.pem", server), "server_key": str(_key(tmp / "server.key", server_key)),
+        "engine": _write(tmp / "engine.pem", engine, engine_key),
+        "impostor": _write(tmp / "impostor.pem", impostor, impostor_key),
+    }
+
+
+def _key(path, key):
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gateway(pki):
+    port = free_port()
+    g = GatewayProcess(f"sqlite:///{pki['tmp'] / 'g.db'}", pki["tmp"], args=["--mllp-port", str(port)], extra_env={
+        "GATEWAY_MLLP_TLS_CERT": pki["server_cert"], "GATEWAY_MLLP_TLS_KEY": pki["server_key"],
+        "GATEWAY_MLLP_TLS_CLIENT_CA": pki["ca"]}).start()
+    g.mllp_port = port
+    yield g
+    g.stop()
+
+
+def _client(pki, cert: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki["ca"])
+    if cert:
+        context.load_cert_chain(cert)
+    return context
+
+
+def _send(gateway, context: ssl.SSLContext | None, message: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", gateway.mllp_port), timeout=10) as raw:
+        sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
+        sock.sendall(frame(message))
+        data = b""
+        while not data.endswith(EB + CR):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed without an ACK")
+            data += chunk
+        return data[data.index(SB) + 1 : -2]
+
+
+def test_the_trusts_engine_gets_its_ack_over_tls(gateway, pki):
+    ack = _send(gateway, _client(pki, pki["engine"]), admit(7001, control="TLS1"))
+    assert b"MSA|AA|TLS1" in ack
+    entries = httpx.get(gateway.base.replace("/fhir", "/inbox"), params={"status": "stored"}).json()
+    assert "TLS1" in str(entries)
+
+
+@pytest.mark.parametrize("who", ["no certificate", "impostor", "plain TCP"])
+def test_anyone_else_is_cut_off_before_a_message_is_read(gateway, pki, who):
+    control = "TLSX" + who.split()[0]
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        if who == "plain TCP":
+            _send(gateway, None, admit(7002, control=control))
+        else:
+            _send(gateway, _client(pki, pki["impostor"] if who == "impostor" else None), admit(7002, control=control))
+    listed = httpx.get(gateway.base.replace("/fhir", "/inbox")).json()
+    assert control not in str(listed)  # nothing of theirs was recorded
