@@ -48,66 +48,62 @@ async def _write(store: SqliteStore, family: str) -> str:
     return result.resource.id
 
 
-async def test_a_write_is_acknowledged_only_after_its_commit_is_synced(tmp_path):
+@pytest.fixture
+async def gated(tmp_path):
+    """A FULL-durability store whose WAL syncs wait at a gate (opened at the end in any case)."""
     store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
     await store.open()
     gate = store.sync_wal = Gate()
     try:
-        first = asyncio.create_task(_write(store, "Ash"))
-        await asyncio.sleep(0.3)
-        assert not first.done(), "acknowledged before the WAL was synced"
-        assert gate.calls == [os.stat(str(tmp_path / "g.db-wal")).st_ino]  # the WAL itself is synced
-        # Committed (other connections already see it), just not yet acknowledged.
-        async with store.session() as s:
-            assert [r.id for r in await s.find("r.type = ?", ["Patient"])] != []
-        gate.open.set()
-        rid = await asyncio.wait_for(first, 5)
-        async with store.session() as s:
-            assert (await s.read("Patient", rid)).version == 1
+        yield store, gate
     finally:
         gate.open.set()
         await store.close()
 
 
-async def test_writers_go_on_while_the_disk_syncs_and_share_the_next_sync(tmp_path):
-    store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
-    await store.open()
-    gate = store.sync_wal = Gate()
-    try:
-        first = asyncio.create_task(_write(store, "Birch"))
-        while not gate.calls:
-            await asyncio.sleep(0.01)
-        # The first sync is stuck on the disk: later writers still write and commit ...
-        later = [asyncio.create_task(_write(store, f"Cedar{i}")) for i in range(5)]
-        for _ in range(100):
-            async with store.session() as s:
-                if len(await s.find("r.type = ?", ["Patient"], limit=100)) == 6:
-                    break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("writers waited for the disk instead of committing")
-        assert not any(t.done() for t in [first, *later])  # ... but nobody is told before a sync
-        gate.open.set()
-        await asyncio.wait_for(asyncio.gather(first, *later), 5)
-        assert len(gate.calls) == 2  # one sync for the first commit, one for all five later ones
-    finally:
-        gate.open.set()
-        await store.close()
+async def test_a_write_is_acknowledged_only_after_its_commit_is_synced(gated, tmp_path):
+    store, gate = gated
+    first = asyncio.create_task(_write(store, "Ash"))
+    await asyncio.sleep(0.3)
+    assert not first.done(), "acknowledged before the WAL was synced"
+    assert gate.calls == [os.stat(str(tmp_path / "g.db-wal")).st_ino]  # the WAL itself is synced
+    # Committed (other connections already see it), just not yet acknowledged.
+    async with store.session() as s:
+        assert [r.id for r in await s.find("r.type = ?", ["Patient"])] != []
+    gate.open.set()
+    rid = await asyncio.wait_for(first, 5)
+    async with store.session() as s:
+        assert (await s.read("Patient", rid)).version == 1
 
 
-async def test_a_failed_sync_is_reported_to_the_writer_not_acknowledged(tmp_path):
-    store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
-    await store.open()
-    gate = store.sync_wal = Gate()
+async def test_writers_go_on_while_the_disk_syncs_and_share_the_next_sync(gated):
+    store, gate = gated
+    first = asyncio.create_task(_write(store, "Birch"))
+    while not gate.calls:
+        await asyncio.sleep(0.01)
+    # The first sync is stuck on the disk: later writers still write and commit ...
+    later = [asyncio.create_task(_write(store, f"Cedar{i}")) for i in range(5)]
+    for _ in range(100):
+        async with store.session() as s:
+            if len(await s.find("r.type = ?", ["Patient"], limit=100)) == 6:
+                break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("writers waited for the disk instead of committing")
+    assert not any(t.done() for t in [first, *later])  # ... but nobody is told before a sync
+    gate.open.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), 5)
+    assert len(gate.calls) == 2  # one sync for the first commit, one for all five later ones
+
+
+async def test_a_failed_sync_is_reported_to_the_writer_not_acknowledged(gated):
+    store, gate = gated
     gate.fail = OSError(5, "Input/output error")
     gate.open.set()
-    try:
-        with pytest.raises(OSError):
-            await _write(store, "Elm")
-        gate.fail = None  # the disk recovers: later writes are acknowledged again
-        assert await _write(store, "Fir")
-    finally:
-        await store.close()
+    with pytest.raises(OSError):
+        await _write(store, "Elm")
+    gate.fail = None  # the disk recovers: later writes are acknowledged again
+    assert await _write(store, "Fir")
 
 
 async def test_checkpoints_keep_the_wal_bounded(tmp_path, monkeypatch):
