@@ -176,7 +176,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
             mllp_host = settings.mllp_host or settings.host
             mllp = await start_mllp_server(lambda raw: ctx.services["hl7v2"].receive(raw, "mllp"),
                                            mllp_host, settings.mllp_port,
-                                           max_message_bytes=settings.max_body_bytes, ssl=tls)
+                                           max_message_bytes=settings.max_body_bytes, ssl=tls,
+                                           observe=security.record_mllp)
             log.info("MLLP listener on %s:%s (%s)", mllp_host, settings.mllp_port,
                      "TLS, client certificates required" if tls and settings.mllp_tls_client_ca
                      else "TLS" if tls else "plain TCP")

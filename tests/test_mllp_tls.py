@@ -7,10 +7,12 @@ cut off during the handshake, and nothing they sent reaches the inbox.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
 import ssl
+import time
 
 import httpx
 import pytest
@@ -75,7 +77,7 @@ def gateway(pki):
     port = free_port()
     g = GatewayProcess(f"sqlite:///{pki['tmp'] / 'g.db'}", pki["tmp"], args=["--mllp-port", str(port)], extra_env={
         "GATEWAY_MLLP_TLS_CERT": pki["server_cert"], "GATEWAY_MLLP_TLS_KEY": pki["server_key"],
-        "GATEWAY_MLLP_TLS_CLIENT_CA": pki["ca"]}).start()
+        "GATEWAY_MLLP_TLS_CLIENT_CA": pki["ca"], "GATEWAY_AUDIT": "on"}).start()
     g.mllp_port = port
     yield g
     g.stop()
@@ -101,11 +103,22 @@ def _send(gateway, context: ssl.SSLContext | None, message: bytes) -> bytes:
         return data[data.index(SB) + 1 : -2]
 
 
-def test_the_trusts_engine_gets_its_ack_over_tls(gateway, pki):
+def test_the_trusts_engine_gets_its_ack_over_tls_and_is_audited_by_its_certificate(gateway, pki):
     ack = _send(gateway, _client(pki, pki["engine"]), admit(7001, control="TLS1"))
     assert b"MSA|AA|TLS1" in ack
     entries = httpx.get(gateway.base.replace("/fhir", "/inbox"), params={"status": "stored"}).json()
     assert "TLS1" in str(entries)
+    sender = "certificate:RR8 integration engine"
+    deadline = time.time() + 10
+    while time.time() < deadline:  # the audit trail is written in the background, in batches
+        found = httpx.get(f"{gateway.base}/AuditEvent", params={"altid": sender}).json()
+        if found.get("entry"):
+            break
+        time.sleep(0.2)
+    [event] = [e["resource"] for e in found["entry"]]
+    assert event["outcome"] == "0" and "ACK AA" in event["outcomeDesc"]
+    assert event["agent"][0]["network"]["address"] == "127.0.0.1"
+    assert "Active Recovery test CA" in event["agent"][0]["who"]["display"]
 
 
 @pytest.mark.parametrize("who", ["no certificate", "impostor", "plain TCP"])
@@ -118,3 +131,15 @@ def test_anyone_else_is_cut_off_before_a_message_is_read(gateway, pki, who):
             _send(gateway, _client(pki, pki["impostor"] if who == "impostor" else None), admit(7002, control=control))
     listed = httpx.get(gateway.base.replace("/fhir", "/inbox")).json()
     assert control not in str(listed)  # nothing of theirs was recorded
+
+
+async def test_a_sender_without_a_certificate_is_audited_by_address_with_the_ack_outcome(tmp_path):
+    from gateway.config import Settings
+    from gateway.security.service import SecurityService
+
+    svc = SecurityService(Settings(audit="on", data_dir=str(tmp_path)), store=None)
+    svc.audit.queue = asyncio.Queue()  # what `start()` makes, without the writer task
+    svc.record_mllp({"address": "10.1.2.3"}, b"MSH|^~\\&|GW|X|PAS|RR8|20250101||ACK^A01|1|P|2.4\rMSA|AE|C1\rERR|...")
+    event = svc.audit.queue.get_nowait()
+    assert event["agent"][0]["altId"] == "mllp:10.1.2.3" and event["agent"][0]["network"]["address"] == "10.1.2.3"
+    assert event["outcome"] == "4" and "ACK AE" in event["outcomeDesc"]  # AE: the content was wrong

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.config import Settings
-from gateway.security.audit import AuditWriter
+from gateway.security.audit import AuditWriter, build_event
 from gateway.security.principal import CONFIDENTIALITY, Label, Principal, owner_of, parse_labels
 
 log = logging.getLogger("gateway.security")
@@ -146,6 +146,20 @@ class SecurityService:
         if client is None:  # the owner was removed or disabled: it may see nothing any more
             return Principal(owner)
         return client.principal()
+
+    def record_mllp(self, sender: dict, ack: bytes) -> None:
+        """One AuditEvent per MLLP message (as the HTTP channels get): the sender by its TLS
+        certificate when it presented one, else by address; the outcome from the ACK code."""
+        if not self.audit_enabled:
+            return
+        code = ack[ack.find(b"MSA|") + 4 : ack.find(b"MSA|") + 6] if b"MSA|" in ack else b""
+        status = {b"AA": 200, b"CA": 200, b"AE": 422, b"CE": 422}.get(code, 400)
+        subject = sender.get("subject")
+        who = Principal(f"certificate:{subject}", name=f"{subject} (issued by {sender.get('issuer', '?')})") \
+            if subject else Principal(f"mllp:{sender.get('address', '')}", name="MLLP sender without a certificate")
+        self.audit.record(build_event(who, sender.get("address", ""), "hl7v2", status,
+                                      f"hl7v2 message over MLLP, ACK {code.decode('ascii', 'replace') or '?'}", [],
+                                      action="C", kind="110100"))
 
     def status(self) -> dict:
         return {"auth": self.auth_enabled, "audit": self.audit_enabled, **self.audit.status()}

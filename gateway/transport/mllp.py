@@ -122,14 +122,30 @@ def _reject(header: bytes, reason: str) -> bytes:
     return ack.encode("utf-8")
 
 
+def sender_of(writer: asyncio.StreamWriter) -> dict:
+    """Who is on the other end: address, and the subject and issuer of its TLS client certificate."""
+    peer = writer.get_extra_info("peername")
+    out = {"address": peer[0] if isinstance(peer, tuple) and peer else ""}
+    cert = writer.get_extra_info("peercert")
+    if cert:
+        def common_name(rdns) -> str:
+            return next((v for rdn in rdns for k, v in rdn if k == "commonName"), "")
+
+        out["subject"] = common_name(cert.get("subject", ()))
+        out["issuer"] = common_name(cert.get("issuer", ()))
+    return out
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 handler: Handler, max_bytes: int, idle_timeout: float) -> None:
+                 handler: Handler, max_bytes: int, idle_timeout: float, observe=None) -> None:
         self._reader, self._writer = reader, writer
         self._handler = handler
         self._max = max_bytes
         self._idle = idle_timeout
         self._peer = writer.get_extra_info("peername")
+        self._observe = observe  # observe(sender, reply): after each ACK (the audit trail)
+        self._sender = sender_of(writer) if observe is not None else {}
 
     async def run(self) -> None:
         try:
@@ -167,6 +183,11 @@ class _Connection:
                     reply = await self._answer(event.payload)
                 self._writer.write(frame(reply))
                 await self._writer.drain()
+                if self._observe is not None:
+                    try:
+                        self._observe(self._sender, reply)
+                    except Exception:  # the audit trail never stops a feed
+                        log.exception("MLLP %s: recording the message failed", self._peer)
 
     async def _answer(self, payload: bytes) -> bytes:
         try:
@@ -188,12 +209,13 @@ async def start_mllp_server(
     max_message_bytes: int = 10 * 1024 * 1024,
     idle_timeout: float = 300,
     ssl: "ssl_module.SSLContext | None" = None,
+    observe=None,
 ) -> asyncio.Server:
     """Listen for MLLP connections; each connection is served by its own task, in order.
     With `ssl` (see `tls_context`), MLLP runs inside TLS, the way integration engines call MLLPS."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Connection(reader, writer, handler, max_message_bytes, idle_timeout).run()
+        await _Connection(reader, writer, handler, max_message_bytes, idle_timeout, observe).run()
 
     return await asyncio.start_server(on_connect, host, port, ssl=ssl, ssl_handshake_timeout=30 if ssl else None)
 
