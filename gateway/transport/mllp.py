@@ -9,9 +9,9 @@ Logs never contain message content: it is patient data.
 from __future__ import annotations
 
 import asyncio
-import ssl as ssl_module
 import contextlib
 import logging
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
