@@ -122,6 +122,10 @@ def _fhir_asgi(endpoint):
     return app
 
 
+def _internal_error() -> FhirError:
+    return FhirError(500, Issue("fatal", "exception", "The gateway could not process this request; it has been logged"))
+
+
 def _guarded(app):
     async def guarded(scope, receive, send) -> None:
         started = False
@@ -136,8 +140,7 @@ def _guarded(app):
         except Exception:  # never a stack trace in a response (Starlette's ServerErrorMiddleware's job elsewhere)
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                response = error_response(FhirError(500, Issue(
-                    "fatal", "exception", "The gateway could not process this request; it has been logged")), "json")
+                response = error_response(_internal_error(), "json")
                 await response(scope, receive, send)
 
     return guarded
@@ -167,9 +170,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         ctx.services["adw"] = AdwPipeline(ctx)
         mllp = None
         if settings.mllp_port:
-            from gateway.transport.mllp import start_mllp_server
-
-            from gateway.transport.mllp import tls_context
+            from gateway.transport.mllp import start_mllp_server, tls_context
 
             tls = (tls_context(settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_client_ca)
                    if settings.mllp_tls_cert else None)
@@ -209,10 +210,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
             return error_response(exc, fmt)
         except Exception:  # never a stack trace or SQL in a response body
             log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return error_response(
-                FhirError(500, Issue("fatal", "exception", "The gateway could not process this request; it has been logged")),
-                fmt,
-            )
+            return error_response(_internal_error(), fmt)
 
     app = GatewayApp(title="Active Recovery Gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx

@@ -130,10 +130,8 @@ def copy_json(value: Any) -> Any:
 
     def default(v: Any) -> Any:
         nonlocal found
-        if isinstance(v, FhirDecimal):
-            found = True
-            return orjson.Fragment(v.text.encode())
-        raise TypeError(f"Type is not JSON serializable: {type(v).__name__}")
+        found = True  # only a FhirDecimal gets past `_default`
+        return _default(v)
 
     raw = orjson.dumps(value, default=default)
     return json.loads(raw, parse_float=_decimal, parse_int=_integer) if found else orjson.loads(raw)

@@ -145,11 +145,8 @@ def sort_expression(resource_type: str, name: str, descending: bool = False) -> 
     sp = params_table(resource_type).get(name)
     if sp is None:
         raise SearchError(f"Unknown sort parameter '{name}' for resource type {resource_type}", name)
-    col = _SORT_COLUMN[sp.type]
-    if descending:
-        col = "s.high" if sp.type == "date" else col
-        return f"(SELECT MAX({col}) FROM {_TABLE[sp.type]} s WHERE s.pk = r.pk AND s.param = ?)", [name]
-    return f"(SELECT MIN({col}) FROM {_TABLE[sp.type]} s WHERE s.pk = r.pk AND s.param = ?)", [name]
+    col = "s.high" if descending and sp.type == "date" else _SORT_COLUMN[sp.type]
+    return f"(SELECT {'MAX' if descending else 'MIN'}({col}) FROM {_TABLE[sp.type]} s WHERE s.pk = r.pk AND s.param = ?)", [name]
 
 
 @dataclass

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 from zoneinfo import ZoneInfo
 
-
 from gateway.fhir import decimals
-
 from gateway.store.base import StoredResource, VersionConflict, WriteResult, instant_iso
 from gateway.store.indexing import extract_index
 from gateway.store.schema import INDEX_TABLES
