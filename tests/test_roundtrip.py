@@ -6,7 +6,7 @@ import string
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 text = st.text(alphabet=string.ascii_letters + string.digits + " '-éøñ.,", min_size=1, max_size=20).map(str.strip).filter(bool)
@@ -133,6 +133,8 @@ def test_decimal_reader_is_strict_and_exact():
 
 @settings(max_examples=500, deadline=None)
 @given(st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,2})?", fullmatch=True))
+@example("0.000001").via("found by hypothesis: orjson writes it as 1e-6")
+@example("-0.0000012")
 def test_any_json_number_is_written_back_as_it_was_read(literal):
     from gateway.fhir.decimals import copy_json, dumps, loads
 

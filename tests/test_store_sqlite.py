@@ -81,19 +81,22 @@ async def test_writers_go_on_while_the_disk_syncs_and_share_the_next_sync(gated)
     first = asyncio.create_task(_write(store, "Birch"))
     while not gate.calls:
         await asyncio.sleep(0.01)
-    # The first sync is stuck on the disk: later writers still write and commit ...
+    # The first sync is stuck on the disk: later writers still run and write (into the transaction
+    # that will commit once that sync is done, so their shared pages are written to the WAL once) ...
     later = [asyncio.create_task(_write(store, f"Cedar{i}")) for i in range(5)]
     for _ in range(100):
-        async with store.session() as s:
-            if len(await s.find("r.type = ?", ["Patient"], limit=100)) == 6:
-                break
+        written = store._writer.execute("SELECT COUNT(*) FROM resource WHERE type = 'Patient'").fetchone()[0]
+        if written == 6:
+            break
         await asyncio.sleep(0.02)
     else:
-        pytest.fail("writers waited for the disk instead of committing")
+        pytest.fail("writers waited for the disk instead of writing")
     assert not any(t.done() for t in [first, *later])  # ... but nobody is told before a sync
     gate.open.set()
     await asyncio.wait_for(asyncio.gather(first, *later), 5)
     assert len(gate.calls) == 2  # one sync for the first commit, one for all five later ones
+    async with store.session() as s:  # and all six are committed
+        assert len(await s.find("r.type = ?", ["Patient"], limit=100)) == 6
 
 
 async def test_a_failed_sync_is_reported_to_the_writer_not_acknowledged(gated):
@@ -126,6 +129,34 @@ async def test_checkpoints_keep_the_wal_bounded(tmp_path, monkeypatch):
     finally:
         await store.close()
     assert not Path(str(path) + "-wal").exists()  # a clean close leaves one self-contained file
+
+
+async def test_a_steady_stream_of_writes_keeps_the_wal_bounded(tmp_path, monkeypatch):
+    """Writers that never pause still let the WAL restart from its beginning after a checkpoint."""
+    import gateway.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(sqlite_store, "WAL_KEEP_BYTES", 64 * 1024)
+    path = tmp_path / "g.db"
+    store = SqliteStore(str(path), TZ, "FULL")
+    await store.open()
+    wal = str(path) + "-wal"
+    largest = 0
+
+    async def writer(k: int) -> None:
+        nonlocal largest
+        for i in range(150):
+            await _write(store, f"Hazel{k}-{i}")
+            largest = max(largest, os.stat(wal).st_size)
+
+    try:
+        await asyncio.gather(*[writer(k) for k in range(8)])
+        async with store.session() as s:
+            assert len(await s.find("r.type = ?", ["Patient"], limit=10_000)) == 1200
+    finally:
+        await store.close()
+    assert store.checkpoints >= 3  # the 1,200 writes filled the WAL several times over ...
+    assert largest < 4 * 256 * 1024, f"the WAL grew to {largest:,} bytes"  # ... and it was reused
 
 
 WRITER = textwrap.dedent("""

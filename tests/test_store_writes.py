@@ -92,3 +92,21 @@ async def test_delete_leaves_a_tombstone_and_no_index_rows(store):
         assert (await s.vread("Patient", made.id, 1)).content is not None  # history keeps version 1
         events = await s.conn.fetch("SELECT method FROM outbox WHERE id = ? ORDER BY seq", [made.id])
         assert [e[0] for e in events] == ["POST", "DELETE"]
+
+
+async def test_server_assigned_ids_are_version_7_uuids_in_time_order(store):
+    """Ids the server gives are valid FHIR ids, unique, and begin with the time of the create,
+    so a later create's id sorts after an earlier one's (index pages fill at one end)."""
+    import asyncio
+    import re
+    import uuid
+
+    ids = []
+    for _ in range(3):
+        async with store.session(write=True) as s:
+            ids += [(await s.create({"resourceType": "Patient", "active": True})).resource.id for _ in range(20)]
+        await asyncio.sleep(0.002)  # the next batch starts in a later millisecond
+    assert len(set(ids)) == 60
+    assert all(re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", i) and uuid.UUID(i).version == 7 for i in ids)
+    batches = [ids[0:20], ids[20:40], ids[40:60]]
+    assert max(batches[0]) < min(batches[1]) and max(batches[1]) < min(batches[2])

@@ -8,7 +8,6 @@ first so `urn:uuid:` references between entries can be rewritten before anything
 from __future__ import annotations
 
 import re
-import uuid
 from http import HTTPStatus
 
 import orjson
@@ -18,6 +17,7 @@ from gateway.fhir import decimals
 from gateway.fhir.outcome import FhirError, Issue, bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search import find_matches
+from gateway.store.ids import new_id
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -157,12 +157,12 @@ async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
                 if sub.header("if-none-exist"):
                     hits = await find_matches(ctx, s, rtype, sub.header("if-none-exist"))
                     match = hits[0].id if len(hits) == 1 else None
-                sub.assigned_id = match or str(uuid.uuid4())
+                sub.assigned_id = match or new_id()
                 if full_url:
                     refs[full_url] = f"{rtype}/{sub.assigned_id}"
             elif sub.method == "PUT" and "/" not in sub.path and sub.params:
                 hits = await find_matches(ctx, s, rtype, "&".join(f"{k}={v}" for k, v in sub.params))
-                target = hits[0].id if len(hits) == 1 else (sub.body or {}).get("id") or str(uuid.uuid4())
+                target = hits[0].id if len(hits) == 1 else (sub.body or {}).get("id") or new_id()
                 if isinstance(sub.body, dict):
                     sub.body = {**sub.body, "id": target}
                 if full_url:

@@ -20,10 +20,12 @@ from typing import Any
 
 import orjson
 
-# A number token (after `:` `[` or `,`) with a fraction ending in 0, an exponent, or 16 digits or
-# more (past a float's precision). It may also match inside a string, which only costs the slower
-# exact parse; it must never miss a literal that a float would rewrite.
-_INEXACT = re.compile(rb"[:\[,]\s*(?:-0(?![.\d])|-?(?:(?=(?:\d\.?){16})|\d+(?:\.\d*0(?!\d)|(?:\.\d+)?[eE])))")
+# A number token (after `:` `[` or `,`) with a fraction ending in 0, an exponent, 16 digits or
+# more (past a float's precision), or below 0.0001 (orjson writes 0.000001 as 1e-6). It may also
+# match inside a string, which only costs the slower exact parse; it must never miss a literal
+# that a float would rewrite.
+_INEXACT = re.compile(
+    rb"[:\[,]\s*(?:-0(?![.\d])|-?(?:(?=(?:\d\.?){16})|0\.0000|\d+(?:\.\d*0(?!\d)|(?:\.\d+)?[eE])))")
 
 
 class FhirDecimal(float):

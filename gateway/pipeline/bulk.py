@@ -32,7 +32,6 @@ a re-run then loads (everything is idempotent).
 from __future__ import annotations
 
 import re
-import uuid
 from urllib.parse import parse_qsl
 
 import orjson
@@ -48,6 +47,7 @@ from gateway.pipeline.identity import (
 )
 from gateway.pipeline.matching import SearchLookup
 from gateway.pipeline.writes import apply_transaction, token_query
+from gateway.store.ids import new_id
 
 # Criteria the search engine answers with its exact-identifier fast path (`find_matches`): no
 # escapes or percent-encoding to interpret, so system and value are exactly the indexed ones.
@@ -307,9 +307,9 @@ async def write_entries(ctx, s, index: ChunkIndex, entries: list[dict], refs: di
         hits = await index.matches(e.rtype, e.criteria, e.key)
         e.hits = len(hits)
         if e.method == "PUT":
-            e.target = hits[0] if len(hits) == 1 else (e.resource.get("id") or str(uuid.uuid4()))
+            e.target = hits[0] if len(hits) == 1 else (e.resource.get("id") or new_id())
         else:
-            e.target = hits[0] if len(hits) == 1 else str(uuid.uuid4())
+            e.target = hits[0] if len(hits) == 1 else new_id()
         if e.full_url:
             refs[e.full_url] = f"{e.rtype}/{e.target}"
     for cref in conditional:

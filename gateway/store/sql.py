@@ -7,7 +7,6 @@ The dialects differ only in how a connection is driven (`Conn`) and a few statem
 from __future__ import annotations
 
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.fhir import decimals
 from gateway.store.base import StoredResource, VersionConflict, WriteResult, instant_iso
+from gateway.store.ids import new_id
 from gateway.store.indexing import extract_index
 from gateway.store.schema import INDEX_TABLES
 
@@ -325,7 +325,7 @@ class SqlSession:
 
     async def create(self, resource: dict, rid: str | None = None) -> WriteResult:
         rtype = resource["resourceType"]
-        rid = rid or str(uuid.uuid4())
+        rid = rid or new_id()
         stored = await self._write_version(rtype, rid, resource, None, "POST")
         return WriteResult(stored, created=True)
 
