@@ -9,6 +9,7 @@ while its commit is not yet on disk, and kill a real writer process to see what 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -107,6 +108,61 @@ async def test_a_failed_sync_is_reported_to_the_writer_not_acknowledged(gated):
         await _write(store, "Elm")
     gate.fail = None  # the disk recovers: later writes are acknowledged again
     assert await _write(store, "Fir")
+
+
+async def _failing_write(store: SqliteStore, family: str) -> None:
+    async with store.session(write=True) as s:
+        await s.create({"resourceType": "Patient", "name": [{"family": family}]})
+        raise RuntimeError("the handler failed after writing")
+
+
+async def _families(store: SqliteStore) -> list[str]:
+    async with store.session() as s:
+        rows = await s.find("r.type = ?", ["Patient"], limit=100)
+    return sorted(json.loads(r.content)["name"][0]["family"] for r in rows)
+
+
+async def test_a_failing_session_leaves_nothing_and_takes_nothing_with_it(gated):
+    """Alone in its transaction, or behind sessions waiting there for their commit: a session
+    that fails is undone entirely, and only it."""
+    store, gate = gated
+    with pytest.raises(RuntimeError):
+        await _failing_write(store, "Alder")  # first in a fresh transaction
+    gate.open.set()
+    assert await _write(store, "Beech") and await _families(store) == ["Beech"]
+    gate.open.clear()
+    first = asyncio.create_task(_write(store, "Cherry"))
+    while not gate.calls or len(gate.calls) < 2:  # Cherry's commit is waiting for its sync ...
+        await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(_write(store, "Damson"))  # ... Damson joins the next transaction
+    await asyncio.sleep(0.05)
+    with pytest.raises(RuntimeError):
+        await _failing_write(store, "Elder")  # fails behind Damson in the same transaction
+    gate.open.set()
+    await asyncio.wait_for(asyncio.gather(first, waiting), 5)
+    assert await _families(store) == ["Beech", "Cherry", "Damson"]
+
+
+async def test_a_session_alone_starts_its_own_transaction(gated):
+    store, gate = gated
+    first = asyncio.create_task(_write(store, "Fig"))
+    while not gate.calls:
+        await asyncio.sleep(0.01)
+    joined = asyncio.create_task(_write(store, "Gean"))  # waits in the open transaction
+    await asyncio.sleep(0.05)
+    started = asyncio.Event()
+
+    async def alone() -> None:
+        async with store.session(write=True, alone=True) as s:
+            started.set()
+            await s.create({"resourceType": "Patient", "name": [{"family": "Holly"}]})
+
+    chunk = asyncio.create_task(alone())
+    await asyncio.sleep(0.1)
+    assert not started.is_set()  # it waits for Gean's transaction to commit first
+    gate.open.set()
+    await asyncio.wait_for(asyncio.gather(first, joined, chunk), 5)
+    assert await _families(store) == ["Fig", "Gean", "Holly"]
 
 
 async def test_checkpoints_keep_the_wal_bounded(tmp_path, monkeypatch):

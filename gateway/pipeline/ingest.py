@@ -112,7 +112,7 @@ async def ingest(ctx, kind: str, data: bytes | IO[bytes] | Path, source: str, sp
     file_ref = f"{source}#{digest}"
     if bulk:
         while chunk := list(islice(rows, ROWS_PER_BULK_SESSION)):  # mapped before the write lock is taken
-            async with ctx.store.session(write=True) as s:
+            async with ctx.store.session(write=True, alone=True) as s:
                 index = ChunkIndex(ctx, s)
                 # SQLite has one writer already; on PostgreSQL the conditional interactions' advisory
                 # locks are taken up front, sorted so that two loaders cannot deadlock each other
@@ -129,7 +129,7 @@ async def ingest(ctx, kind: str, data: bytes | IO[bytes] | Path, source: str, sp
     done = False
     while not done:
         done = True
-        async with ctx.store.session(write=True) as s:
+        async with ctx.store.session(write=True, alone=True) as s:
             for n, row in enumerate(rows):
                 await _one_row(ctx, s, kind, row, report, file_ref)
                 if progress:

@@ -123,7 +123,8 @@ class PostgresStore:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
     @asynccontextmanager
-    async def session(self, write: bool = False) -> AsyncIterator[SqlSession]:
+    async def session(self, write: bool = False, alone: bool = False) -> AsyncIterator[SqlSession]:
+        # `alone` (see SqliteStore.session): every PostgreSQL write session is its own transaction.
         current = active_session.get()
         if current is not None and (current.write or not write):
             yield current

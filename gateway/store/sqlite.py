@@ -181,7 +181,14 @@ class SqliteStore:
             self._wal_fd = None
 
     @asynccontextmanager
-    async def session(self, write: bool = False) -> AsyncIterator[SqlSession]:
+    async def session(self, write: bool = False, alone: bool = False) -> AsyncIterator[SqlSession]:
+        """A read session, or a write session in the shared transaction of the next group commit.
+
+        `alone`: the session writes a lot in savepoints of its own (a file chunk, one per row):
+        it waits until the open transaction has committed and starts one of its own. SQLite
+        truncates an in-memory statement journal by walking it from its start, so row savepoints
+        nested in a session savepoint over thousands of pages cost time quadratic in the chunk.
+        """
         current = active_session.get()
         if current is not None and (current.write or not write):
             yield current
@@ -189,27 +196,52 @@ class SqliteStore:
         if not write:
             yield SqlSession(_SqliteConn(self._reader), self.dialect, self.tz, False)
             return
-        async with self._write_lock:
+        await self._write_lock.acquire()
+        try:
+            while alone and self._tx_open:
+                pending = self._pending
+                self._write_lock.release()
+                await asyncio.wait({pending})  # its failure belongs to the sessions in it
+                await self._write_lock.acquire()
             db = self._writer
-            if not self._tx_open:
+            # The first session of a transaction undoes itself with ROLLBACK; a later one, whose
+            # predecessors wait in the transaction for their commit, with a savepoint of its own
+            # (whose statement journal copies every page it touches first).
+            fresh = not self._tx_open
+            if fresh:
                 db.execute("BEGIN IMMEDIATE")
                 self._tx_open = True
-            db.execute("SAVEPOINT session")
+            else:
+                db.execute("SAVEPOINT session")
             session = SqlSession(_SqliteConn(db), self.dialect, self.tz, True)
             token = active_session.set(session)
             try:
                 yield session
             except BaseException:
-                db.execute("ROLLBACK TO session")
-                db.execute("RELEASE session")
+                try:
+                    if fresh:
+                        db.execute("ROLLBACK")
+                    else:
+                        db.execute("ROLLBACK TO session")
+                        db.execute("RELEASE session")
+                except sqlite3.OperationalError:  # SQLite already rolled back (disk full, I/O error)
+                    pass
+                if not db.in_transaction:
+                    self._tx_open = False
+                    if self._pending is not None:  # earlier sessions' writes went with it: not durable
+                        lost, self._pending = self._pending, None
+                        lost.set_exception(sqlite3.OperationalError("the write transaction was rolled back"))
                 raise
             else:
-                db.execute("RELEASE session")
+                if not fresh:
+                    db.execute("RELEASE session")
                 durable = self._pending or self._schedule_commit()
             finally:
                 active_session.reset(token)
-                if self._pending is None:
+                if self._pending is None and self._tx_open:
                     self._schedule_commit()  # never leave the write transaction open with no commit coming
+        finally:
+            self._write_lock.release()
         # Outside the lock: the next sessions join this transaction while we wait for its commit.
         await asyncio.shield(durable)
         notify_listeners(self.listeners, session)
@@ -234,6 +266,8 @@ class SqliteStore:
             await asyncio.wait({self._syncer})
         async with self._write_lock:
             done, self._pending = self._pending, None
+            if done is None:  # the transaction was lost (see session) and its sessions told so
+                return
             try:
                 if self._tx_open:
                     # At NORMAL or OFF a commit only appends to the WAL (no fsync, no checkpoint:
