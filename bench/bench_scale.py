@@ -76,9 +76,9 @@ def _rows(batch: list[tuple[str, str, dict]], pk0: int, ts0: int):
         content = orjson.dumps(body)
         res.append((pk, rtype, rid, 1, ts, 0, seq, content))
         ver.append((seq, pk, rtype, rid, 1, ts, 0, "POST", content))
-        for table, rows in extract_index(body, TZ).items():
+        for tbl, rows in extract_index(body, TZ).items():
             if rows:
-                idx[table].extend((pk, rtype, *r) for r in rows)
+                idx[tbl].extend((pk, rtype, *r) for r in rows)
     return res, ver, idx
 
 
@@ -302,7 +302,6 @@ def queries(size: int) -> list[dict]:
                          "AND t.param = 'identifier' AND t.code = ? AND t.system = ? AND r.deleted = 0",
                  [_data.nhs_number(n), _data.NHS])]
 
-    enc_finished = [("status", "finished")]
     return [
         {"name": "$everything, 200-resource patient", "kind": "compartment of 201", "target": 30,
          "paths": [f"/fhir/Patient/{big}/$everything"], "raw": [everything(big)]},

@@ -175,7 +175,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
             tls = (tls_context(settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_client_ca)
                    if settings.mllp_tls_cert else None)
             mllp_host = settings.mllp_host or settings.host
-            mllp = await start_mllp_server(lambda raw: ctx.services["hl7v2"].receive(raw, "mllp"),
+            mllp = await start_mllp_server(lambda raw, sender: ctx.services["hl7v2"].receive(
+                                               raw, "mllp", certificate=sender.get("subject")),
                                            mllp_host, settings.mllp_port,
                                            max_message_bytes=settings.max_body_bytes, ssl=tls,
                                            observe=security.record_mllp)

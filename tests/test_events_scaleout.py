@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from conftest import REDIS_URL, GatewayProcess, drop_pg_schema, pg_schema_url
+from conftest import GatewayProcess, drop_pg_schema, pg_schema_url
 from test_events_support import FAST, Receiver, create_active, redis_env, subscription, wait_until
 
 TAG_SYSTEM = "https://fhir.activerecovery.example/test-run"

@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import hl7
 import httpx
 import pytest
 from hl7.client import MLLPClient

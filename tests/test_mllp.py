@@ -38,7 +38,7 @@ def acked(ack: bytes) -> tuple[str, str]:
     return msa.get(1), msa.get(2)
 
 
-async def echo_handler(payload: bytes) -> bytes:
+async def echo_handler(payload: bytes, sender: dict | None = None) -> bytes:
     """What the gateway's real handler does, minus the mapping: parse, then AA or AR."""
     await asyncio.sleep(random.random() / 1000)  # let connections interleave
     try:
@@ -57,7 +57,7 @@ async def echo_handler(payload: bytes) -> bytes:
 async def server():
     calls: list[bytes] = []
 
-    async def handler(payload: bytes) -> bytes:
+    async def handler(payload: bytes, sender: dict) -> bytes:
         calls.append(payload)
         return await echo_handler(payload)
 

@@ -58,7 +58,10 @@ def pki(tmp_path_factory):
     server = _issue("gateway", server_key, ca.subject, ca_key, ip="127.0.0.1")
     engine = _issue("RR8 integration engine", engine_key, ca.subject, ca_key)
     impostor = _issue("RR8 integration engine", impostor_key, rogue_ca.subject, rogue_key)
+    community_key = ec.generate_private_key(ec.SECP256R1())
+    community = _issue("Community trust engine", community_key, ca.subject, ca_key)  # our CA, another sender
     return {
+        "community": _write(tmp / "community.pem", community, community_key),
         "tmp": tmp, "ca": _write(tmp / "ca.pem", ca),
         "server_cert": _write(tmp / "server.pem", server), "server_key": str(_key(tmp / "server.key", server_key)),
         "engine": _write(tmp / "engine.pem", engine, engine_key),
@@ -143,3 +146,66 @@ async def test_a_sender_without_a_certificate_is_audited_by_address_with_the_ack
     event = svc.audit.queue.get_nowait()
     assert event["agent"][0]["altId"] == "mllp:10.1.2.3" and event["agent"][0]["network"]["address"] == "10.1.2.3"
     assert event["outcome"] == "4" and "ACK AE" in event["outcomeDesc"]  # AE: the content was wrong
+
+
+# -- which certificate may speak for which feed (mappings/hl7v2-feeds.json `certificates`) --------
+
+
+@pytest.fixture(scope="module")
+def feeds_gateway(pki):
+    """A gateway whose RR8 feed takes messages only from the RR8 engine's certificate."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    mappings = pki["tmp"] / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mappings)
+    feeds = json.loads((mappings / "hl7v2-feeds.json").read_text())
+    [rr8] = [f for f in feeds["feeds"] if "RR8" in f["match"]["sending_facility"]]
+    rr8["certificates"] = ["RR8 integration engine"]
+    (mappings / "hl7v2-feeds.json").write_text(json.dumps(feeds))
+    port = free_port()
+    g = GatewayProcess(f"sqlite:///{pki['tmp'] / 'feeds.db'}", pki["tmp"], args=["--mllp-port", str(port)], extra_env={
+        "GATEWAY_MLLP_TLS_CERT": pki["server_cert"], "GATEWAY_MLLP_TLS_KEY": pki["server_key"],
+        "GATEWAY_MLLP_TLS_CLIENT_CA": pki["ca"], "GATEWAY_MAPPINGS_DIR": str(mappings)}).start()
+    g.mllp_port = port
+    yield g
+    g.stop()
+
+
+def _inbox(gateway, status: str) -> list[dict]:
+    return httpx.get(gateway.base.replace("/fhir", "/inbox"), params={"status": status, "_count": 500}).json()["entries"]
+
+
+def test_a_feed_that_lists_certificates_takes_messages_only_from_them(feeds_gateway, pki):
+    # Another engine with a certificate from the same CA claims to be the RR8 PAS: refused, kept, stored nothing
+    ack = _send(feeds_gateway, _client(pki, pki["community"]), admit(7101, control="FEED1", facility="RR8"))
+    assert b"MSA|AR|FEED1" in ack and b"Sender not authorised" in ack and b"Community trust engine" in ack
+    found = httpx.get(f"{feeds_gateway.base}/Patient", params={"family": "TESTER7101"}).json()
+    assert found.get("total", 0) == 0
+    [refused] = [e for e in _inbox(feeds_gateway, "rejected") if e.get("control_id") == "FEED1"]
+    assert "Community trust engine" in refused["refused"] and refused["sender"] == "PAS^RR8"
+    # The real engine, same control id: the impostor's attempt did not take it
+    ack = _send(feeds_gateway, _client(pki, pki["engine"]), admit(7101, control="FEED1", facility="RR8"))
+    assert b"MSA|AA|FEED1" in ack
+    found = httpx.get(f"{feeds_gateway.base}/Patient", params={"family": "TESTER7101"}).json()
+    assert found["total"] == 1
+
+
+def test_a_registered_certificate_sends_only_for_its_own_feeds(feeds_gateway, pki):
+    # The RR8 engine writing as another trust (RXX, a feed that lists no certificates): refused
+    ack = _send(feeds_gateway, _client(pki, pki["engine"]), admit(7102, control="FEED2", facility="RXX"))
+    assert b"MSA|AR|FEED2" in ack and b"registered for feed(s) lth-pas" in ack
+    # A certificate registered nowhere may still send for a feed that lists none, as before
+    ack = _send(feeds_gateway, _client(pki, pki["community"]), admit(7103, control="FEED3", facility="RXX"))
+    assert b"MSA|AA|FEED3" in ack
+
+
+def test_without_a_certificate_a_feed_that_lists_certificates_is_refused():
+    from gateway.adapters.hl7v2.mapping.feeds import FeedConfig
+
+    feeds = FeedConfig.from_dict({"feeds": [
+        {"id": "lth-pas", "match": {"sending_facility": ["RR8"]}, "certificates": ["RR8 integration engine"]}]})
+    assert "no client certificate" in feeds.refusal("PAS", "RR8", None)  # MLLP over plain TCP
+    assert feeds.refusal("PAS", "rr8", "RR8 integration engine") is None  # facility matched as written or not
+    assert feeds.refusal("PAS", "RXX", None) is None  # a feed listing no certificates: anyone the listener admits

@@ -352,7 +352,7 @@ def test_topic_discharge_into_active_recovery(gw, client, tag):
     try:
         council = client.post(f"{gw.base}/Organization", json={"resourceType": "Organization", "name": f"Council {tag}"}).json()
         other = client.post(f"{gw.base}/Organization", json={"resourceType": "Organization", "name": f"Trust {tag}"}).json()
-        sid = create_active(client, gw.base, subscription(
+        create_active(client, gw.base, subscription(
             TOPIC, full.url, content="full-resource", filters=[f"ServiceRequest?performer=Organization/{council['id']}"]))
         sid2 = create_active(client, gw.base, subscription(
             TOPIC, ids_only.url, content="id-only", filters=[f"ServiceRequest?_tag={TAG_SYSTEM}|{tag}"]))
@@ -392,7 +392,7 @@ def test_topic_discharge_into_active_recovery(gw, client, tag):
         assert focus["request"] == {"method": "PUT", "url": f"ServiceRequest/{draft['id']}"}
 
         # id-only, no performer filter: both referrals that became active, not the non-Active-Recovery one
-        rows = ids_only.wait_for(lambda rows: len(rows) >= 3)
+        ids_only.wait_for(lambda rows: len(rows) >= 3)
         time.sleep(0.5)
         notes = [r.json() for r in ids_only.snapshot()[1:]]
         focused = [n["entry"][1]["fullUrl"].rsplit("/", 1)[1] for n in notes]

@@ -45,8 +45,12 @@ class Hl7v2Pipeline:
             return [await self._reject(data, channel, Er7Error("empty message"))]
         return [await self.receive(m.encode("utf-8") if isinstance(m, str) else m, channel) for m in messages]
 
-    async def receive(self, raw: bytes, channel: str) -> bytes:
-        """One message in, one ACK out, after the message is durably recorded."""
+    async def receive(self, raw: bytes, channel: str, certificate: str | None = None) -> bytes:
+        """One message in, one ACK out, after the message is durably recorded.
+
+        `certificate`: on the MLLP channel, the subject of the sender's TLS client certificate
+        (None without one), checked against the feed its MSH-3/MSH-4 name.
+        """
         try:
             msg = parse_message(raw)
         except Er7Error as exc:
@@ -55,6 +59,10 @@ class Hl7v2Pipeline:
             return await self._reject(raw, channel, Er7Error("MSH-10 (message control id) is required", "MSH", 10))
         sender = f"{msg.sending_application}^{msg.sending_facility}"
         kind = f"{msg.message_type}^{msg.trigger_event}"
+        if channel == "mllp":
+            refusal = self.feeds.refusal(msg.sending_application, msg.sending_facility, certificate)
+            if refusal:
+                return await self._refuse(raw, channel, msg, sender, kind, refusal)
         store = self.ctx.store
         try:
             async with store.session(write=True) as s:
@@ -138,6 +146,18 @@ class Hl7v2Pipeline:
         async with self.ctx.store.session(write=True) as s:
             entry, _ = await inbox.receive(s, channel, sender, None, "unparsed", raw, "rejected")
             await inbox.update(s, entry.id, "rejected", ack, {"errors": [_err_json(err)], "steps": {"received": _now()}})
+        return ack
+
+    async def _refuse(self, raw: bytes, channel: str, msg, sender: str, kind: str, reason: str) -> bytes:
+        """AR: this connection may not send for that feed. Recorded without its control id, so an
+        impostor cannot take a control id (and its ACK) from the feed it claims to be."""
+        log.warning("MLLP message %s refused: %s", msg.control_id, reason)
+        err = AckError("MSH", 1, 4, "207", f"Sender not authorised: {reason}"[:200])
+        ack = build_ack(msg, "AR", control_id=new_control_id(), errors=[err]).encode("utf-8")
+        async with self.ctx.store.session(write=True) as s:
+            entry, _ = await inbox.receive(s, channel, sender, None, kind, raw, "rejected")
+            await inbox.update(s, entry.id, "rejected", ack, {"errors": [_err_json(err)], "steps": {"received": _now()},
+                                                              "refused": reason, "control_id": msg.control_id})
         return ack
 
     async def _record_failure(self, raw, channel, msg, sender, kind, exc) -> bytes:

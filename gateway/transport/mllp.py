@@ -23,7 +23,8 @@ CR = b"\x0d"
 _READ_CHUNK = 64 * 1024
 _HEADER_BYTES = 4096  # enough of a frame to salvage its MSH for an AR
 
-Handler = Callable[[bytes], Awaitable[bytes]]
+# The message and who sent it (`sender_of`: address, TLS client certificate subject and issuer).
+Handler = Callable[[bytes, dict], Awaitable[bytes]]
 log = logging.getLogger(__name__)
 
 
@@ -145,7 +146,7 @@ class _Connection:
         self._idle = idle_timeout
         self._peer = writer.get_extra_info("peername")
         self._observe = observe  # observe(sender, reply): after each ACK (the audit trail)
-        self._sender = sender_of(writer) if observe is not None else {}
+        self._sender = sender_of(writer)
 
     async def run(self) -> None:
         try:
@@ -191,7 +192,7 @@ class _Connection:
 
     async def _answer(self, payload: bytes) -> bytes:
         try:
-            reply = await self._handler(payload)
+            reply = await self._handler(payload, self._sender)
         except Exception:
             log.exception("MLLP %s: handler failed", self._peer)
             return _reject(payload[:_HEADER_BYTES], "internal error")

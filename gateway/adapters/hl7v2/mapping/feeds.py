@@ -40,6 +40,9 @@ class Feed:
     identifier_systems: dict = field(default_factory=dict)
     # NHS numbers starting 8 or 9 are never issued (test ranges). Production feeds set false.
     allow_test_nhs_numbers: bool = True
+    # Subject common names of the TLS client certificates that may send this feed over MLLP.
+    # Empty: any sender the listener lets in. Non-empty: only those, and never over plain TCP.
+    certificates: tuple[str, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -63,6 +66,11 @@ class FeedConfig:
                  referral_triggers: object = None) -> None:
         self.routes = routes or []
         self.default = default or Feed()
+        # certificate subject -> the feeds it is registered for (it may send only those)
+        self.certificate_feeds: dict[str, list[str]] = {}
+        for feed in [r.feed for r in self.routes] + [self.default]:
+            for subject in feed.certificates:
+                self.certificate_feeds.setdefault(subject, []).append(feed.id)
         # referral.ReferralTriggers read from the same folder (hl7v2-referral-triggers.json)
         self.referral_triggers = referral_triggers
 
@@ -107,11 +115,31 @@ class FeedConfig:
         return self.default
 
 
+    def refusal(self, sending_application: str, sending_facility: str, certificate: str | None) -> str | None:
+        """Why a message sent over MLLP with this client certificate subject (None: no TLS
+        certificate) may not speak for the feed its MSH-3/MSH-4 name; None when it may.
+
+        A feed that lists certificates takes messages only from them; a certificate registered
+        for some feeds sends only for those. Any other certificate (or none) may send for feeds
+        that list none, as the listener's own TLS settings allow.
+        """
+        feed = self.resolve(sending_application, sending_facility)
+        sender = f"MSH-3/MSH-4 {sending_application or '(empty)'}^{sending_facility or '(empty)'}"
+        if feed.certificates and certificate not in feed.certificates:
+            shown = f"certificate {certificate!r}" if certificate else "no client certificate"
+            return f"{sender} is feed {feed.id}, which accepts only its registered certificates; this connection presented {shown}"
+        registered = self.certificate_feeds.get(certificate or "")
+        if registered and feed.id not in registered:
+            return f"certificate {certificate!r} is registered for feed(s) {', '.join(registered)}, not for {sender} (feed {feed.id})"
+        return None
+
+
 def _feed(defaults: dict, entry: dict) -> Feed:
     known = {f.name for f in fields(Feed)}
     values = {k: v for k, v in {**defaults, **entry}.items() if k in known}
-    if "mrn_types" in values:
-        values["mrn_types"] = tuple(values["mrn_types"])
+    for listed in ("mrn_types", "certificates"):
+        if listed in values:
+            values[listed] = tuple(values[listed])
     if values.get("pv1_36", "auto") not in PV1_36_MODES:
         raise ValueError(f"feed {entry.get('id')}: pv1_36 must be one of {PV1_36_MODES}")
     ZoneInfo(values.get("timezone", "Europe/London"))  # fail at load, not per message
