@@ -16,7 +16,6 @@ from gateway.fhir import decimals
 from gateway.store.base import StoredResource, VersionConflict, WriteResult, instant_iso
 from gateway.store.ids import new_id
 from gateway.store.indexing import extract_index
-from gateway.store.schema import INDEX_TABLES
 
 _COLS = "pk, type, id, version, last_updated, deleted, content, seq"
 _RCOLS = "r.pk, r.type, r.id, r.version, r.last_updated, r.deleted, r.content, r.seq"
@@ -371,68 +370,82 @@ class SqlSession:
         ts = now_us()
         body = with_meta(resource, rid, version, ts)
         content = decimals.dumps(body)  # decimals as written (1.50 stays 1.50)
-        if self.dialect.name == "postgres":  # one round trip instead of ~10 (gateway/store/pg_write.py)
-            from gateway.store import pg_write
-
-            update = current is not None
-            row = await self.conn.fetchrow(
-                pg_write.statement(update),
-                pg_write.arguments(rtype, rid, version, ts, content, method, current.pk if update else None,
-                                   extract_index(body, self.tz)),
-            )
-            stored = StoredResource(row[0], rtype, rid, version, ts, False, content, row[1], method)
-            self.changes.append(stored)
-            return stored
-        seq = await self.dialect.next_seq(self.conn)
-        if current:
-            pk = current.pk
-            await self.conn.execute(
-                "UPDATE resource SET version = ?, last_updated = ?, deleted = 0, seq = ?, content = ? WHERE pk = ?",
-                (version, ts, seq, content, pk),
-            )
-            await self._clear_index(pk)
-        else:
-            row = await self.conn.fetchrow(
-                "INSERT INTO resource (type, id, version, last_updated, deleted, seq, content) "
-                "VALUES (?, ?, ?, ?, 0, ?, ?) RETURNING pk",
-                (rtype, rid, version, ts, seq, content),
-            )
-            pk = row[0]
-        await self.conn.execute(
-            "INSERT INTO resource_version (seq, pk, type, id, version, last_updated, deleted, method, content) "
-            "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-            (seq, pk, rtype, rid, version, ts, method, content),
-        )
-        for table, rows in extract_index(body, self.tz).items():
-            if rows:
-                await self.conn.executemany(_INDEX_INSERT[table], [(pk, rtype, *r) for r in rows])
+        row = VersionRow(rtype, rid, version, ts, content, method, current.pk if current else None)
+        pk, seq = await self.dialect.write_version(self.conn, row, extract_index(body, self.tz))
         stored = StoredResource(pk, rtype, rid, version, ts, False, content, seq, method)
-        await self._outbox(stored)
         self.changes.append(stored)
         return stored
 
     async def _outbox(self, row: StoredResource) -> None:
-        await self.conn.execute(
-            "INSERT INTO outbox (seq, type, id, version, method, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (row.seq, row.type, row.id, row.version, row.method, row.last_updated),
-        )
+        await insert_outbox(self.conn, row.seq, row.type, row.id, row.version, row.method, row.last_updated)
 
     async def _clear_index(self, pk: int) -> None:
-        if self.dialect.name == "postgres":  # one round trip
-            deletes = ", ".join(f"d{i} AS (DELETE FROM {t} WHERE pk = ?)" for i, t in enumerate(INDEX_TABLES))
-            await self.conn.execute(f"WITH {deletes} SELECT 1", [pk] * len(INDEX_TABLES))
-            return
-        for table in INDEX_TABLES:
-            await self.conn.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
+        await self.dialect.clear_index(self.conn, pk)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One version to write: `pk` is the resource's surrogate key on an update, None on a create."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    content: bytes
+    method: str
+    pk: int | None
+
+
+async def insert_outbox(conn: Conn, seq: int, rtype: str, rid: str, version: int, method: str, at: int) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (seq, type, id, version, method, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (seq, rtype, rid, version, method, at),
+    )
+
+
+async def write_version_statements(conn: Conn, dialect: "Dialect", row: VersionRow,
+                                   index: dict[str, list[tuple]]) -> tuple[int, int]:
+    """A version written statement by statement (change number, resource row, version row, index
+    rows, outbox row): cheap where a statement costs no round trip (SQLite). Returns (pk, seq)."""
+    seq = await dialect.next_seq(conn)
+    if row.pk is not None:
+        pk = row.pk
+        await conn.execute(
+            "UPDATE resource SET version = ?, last_updated = ?, deleted = 0, seq = ?, content = ? WHERE pk = ?",
+            (row.version, row.last_updated, seq, row.content, pk),
+        )
+        await dialect.clear_index(conn, pk)
+    else:
+        created = await conn.fetchrow(
+            "INSERT INTO resource (type, id, version, last_updated, deleted, seq, content) "
+            "VALUES (?, ?, ?, ?, 0, ?, ?) RETURNING pk",
+            (row.type, row.id, row.version, row.last_updated, seq, row.content),
+        )
+        pk = created[0]
+    await conn.execute(
+        "INSERT INTO resource_version (seq, pk, type, id, version, last_updated, deleted, method, content) "
+        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+        (seq, pk, row.type, row.id, row.version, row.last_updated, row.method, row.content),
+    )
+    for table, rows in index.items():
+        if rows:
+            await conn.executemany(_INDEX_INSERT[table], [(pk, row.type, *r) for r in rows])
+    await insert_outbox(conn, seq, row.type, row.id, row.version, row.method, row.last_updated)
+    return pk, seq
 
 
 class Dialect(Protocol):
+    """What differs between back ends: search steering, row locks, the change number, advisory
+    locks, and how a version's rows (and an old version's index rows) are written and cleared."""
+
     name: str
 
     def steer(self, where: str) -> str: ...
     def for_update(self, write: bool) -> str: ...
     async def next_seq(self, conn: Conn) -> int: ...
     async def lock(self, conn: Conn, key: str) -> None: ...
+    async def write_version(self, conn: Conn, row: VersionRow, index: dict[str, list[tuple]]) -> tuple[int, int]: ...
+    async def clear_index(self, conn: Conn, pk: int) -> None: ...
 
 
 def _keyset(keys: list[tuple[str, list, bool]], after: list) -> tuple[str, list]:

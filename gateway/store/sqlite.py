@@ -29,8 +29,8 @@ from typing import Any, AsyncIterator, Iterable
 from zoneinfo import ZoneInfo
 
 from gateway.store.base import active_session, notify_listeners
-from gateway.store.schema import SCHEMA_VERSION, ddl, migrations
-from gateway.store.sql import SqlSession
+from gateway.store.schema import INDEX_TABLES, SCHEMA_VERSION, ddl, migrations
+from gateway.store.sql import SqlSession, VersionRow, write_version_statements
 
 log = logging.getLogger("gateway.store")
 # Checkpoint (copy WAL pages into the database file) once the WAL has grown past this.
@@ -85,6 +85,13 @@ class SqliteDialect:
 
     async def lock(self, conn: _SqliteConn, key: str) -> None:
         return None  # one writer at a time already
+
+    async def write_version(self, conn: _SqliteConn, row: VersionRow, index: dict[str, list[tuple]]) -> tuple[int, int]:
+        return await write_version_statements(conn, self, row, index)  # in-process: a statement costs no round trip
+
+    async def clear_index(self, conn: _SqliteConn, pk: int) -> None:
+        for table in INDEX_TABLES:
+            await conn.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
 
 
 def _connect(path: str, synchronous: str, autocheckpoint: bool = True) -> sqlite3.Connection:
