@@ -4,16 +4,18 @@ sqlite3 calls are synchronous and short, so they run on the event loop thread; w
 serialised by an asyncio lock in this process and by `BEGIN IMMEDIATE` (with a busy timeout)
 across processes. Readers use their own connection and never wait for a writer (WAL).
 
-Group commit, pipelined: an fsync costs milliseconds here, far more than a write. Each write
-session runs in a SAVEPOINT of a shared transaction; when it ends, the transaction is committed
-soon after with every session that finished meanwhile. With `synchronous=FULL` (the default) the
+Group commit, pipelined: an fsync can cost milliseconds, far more than a write. Write sessions
+share a transaction: the first one opens it (and is undone by ROLLBACK if it fails), each later
+one runs in a SAVEPOINT (undone alone; its statement journal stays in memory). The transaction is
+committed once the WAL sync in flight, if any, is done, with every session that finished
+meanwhile. With `synchronous=FULL` (the default) the
 connection itself runs at NORMAL, so COMMIT only appends to the WAL, and the gateway syncs the WAL
 file itself, in a thread, once for every commit made since the last sync. Writing goes on while
 the disk syncs, so the event loop never idles waiting for the disk, and a session is told it is
 done only when its commit is on disk: "stored before acknowledged" holds exactly as with FULL
 (which syncs the WAL after each commit). NORMAL already makes checkpoints safe (WAL synced before,
-database after); checkpoints run in a thread on their own connection, never on the event loop.
-A failing session is rolled back to its savepoint alone.
+database after); checkpoints run in a thread on their own connection, never on the event loop
+(`_maybe_checkpoint` explains their two steps).
 """
 
 from __future__ import annotations
@@ -261,8 +263,8 @@ class SqliteStore:
     async def _group_commit(self) -> None:
         """Commit every session that finished since the last commit.
 
-        Each session ran in its own SAVEPOINT, so a failed one was already undone alone; the
-        sessions waiting on `durable` are told only once their writes are on disk.
+        A failed session was already undone alone (ROLLBACK or its savepoint); the sessions
+        waiting on `durable` are told only once their writes are on disk.
 
         While a WAL sync is in flight the commit waits for it: nobody could be told "done" before
         the next sync anyway, and each COMMIT writes every page it dirtied (two write calls per
