@@ -186,6 +186,11 @@ def create_app(settings: Settings, store=None) -> FastAPI:
             if not settings.mllp_tls_client_ca and not is_loopback(mllp_host):
                 log.warning("MLLP on %s accepts any sender that can reach it: set GATEWAY_MLLP_TLS_CERT, "
                             "GATEWAY_MLLP_TLS_KEY and GATEWAY_MLLP_TLS_CLIENT_CA to require certificates", mllp_host)
+            restricted = ctx.services["hl7v2"].feeds.certificate_feeds
+            if restricted and not settings.mllp_tls_client_ca:
+                log.warning("feeds %s accept only named client certificates, but GATEWAY_MLLP_TLS_CLIENT_CA is "
+                            "not set, so no MLLP sender presents one: their messages will all be refused (AR)",
+                            ", ".join(sorted({f for feeds in restricted.values() for f in feeds})))
         from gateway.events.service import EventService
 
         events = EventService(ctx)

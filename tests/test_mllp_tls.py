@@ -173,6 +173,32 @@ def feeds_gateway(pki):
     g.stop()
 
 
+def test_plain_mllp_to_a_feed_that_lists_certificates_is_refused_and_the_operator_warned(pki, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from gateway.transport.mllp import mllp_exchange
+
+    mappings = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mappings)
+    feeds = json.loads((mappings / "hl7v2-feeds.json").read_text())
+    [rr8] = [f for f in feeds["feeds"] if "RR8" in f["match"]["sending_facility"]]
+    rr8["certificates"] = ["RR8 integration engine"]
+    (mappings / "hl7v2-feeds.json").write_text(json.dumps(feeds))
+    port = free_port()
+    g = GatewayProcess(f"sqlite:///{tmp_path / 'plain.db'}", tmp_path, args=["--mllp-port", str(port)],
+                       extra_env={"GATEWAY_MAPPINGS_DIR": str(mappings)}).start()
+    try:
+        [ack] = asyncio.run(mllp_exchange("127.0.0.1", port, [admit(7104, control="PLAIN1", facility="RR8")]))
+        assert b"MSA|AR|PLAIN1" in ack and b"no client certificate" in ack
+        [ack] = asyncio.run(mllp_exchange("127.0.0.1", port, [admit(7105, control="PLAIN2", facility="RXX")]))
+        assert b"MSA|AA|PLAIN2" in ack  # a feed that lists no certificates still takes plain MLLP
+    finally:
+        g.stop()
+    assert "feeds lth-pas accept only named client certificates" in g.log.read_text()
+
+
 def _inbox(gateway, status: str) -> list[dict]:
     return httpx.get(gateway.base.replace("/fhir", "/inbox"), params={"status": status, "_count": 500}).json()["entries"]
 
