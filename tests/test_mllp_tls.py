@@ -151,19 +151,24 @@ async def test_a_sender_without_a_certificate_is_audited_by_address_with_the_ack
 # -- which certificate may speak for which feed (mappings/hl7v2-feeds.json `certificates`) --------
 
 
-@pytest.fixture(scope="module")
-def feeds_gateway(pki):
-    """A gateway whose RR8 feed takes messages only from the RR8 engine's certificate."""
+def _mappings_with_rr8_certificate(folder):
+    """The bundled mappings, with the RR8 feed taking MLLP only from the RR8 engine's certificate."""
     import json
     import shutil
     from pathlib import Path
 
-    mappings = pki["tmp"] / "mappings"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mappings)
-    feeds = json.loads((mappings / "hl7v2-feeds.json").read_text())
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", folder)
+    feeds = json.loads((folder / "hl7v2-feeds.json").read_text())
     [rr8] = [f for f in feeds["feeds"] if "RR8" in f["match"]["sending_facility"]]
     rr8["certificates"] = ["RR8 integration engine"]
-    (mappings / "hl7v2-feeds.json").write_text(json.dumps(feeds))
+    (folder / "hl7v2-feeds.json").write_text(json.dumps(feeds))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def feeds_gateway(pki):
+    """A gateway whose RR8 feed takes messages only from the RR8 engine's certificate."""
+    mappings = _mappings_with_rr8_certificate(pki["tmp"] / "mappings")
     port = free_port()
     g = GatewayProcess(f"sqlite:///{pki['tmp'] / 'feeds.db'}", pki["tmp"], args=["--mllp-port", str(port)], extra_env={
         "GATEWAY_MLLP_TLS_CERT": pki["server_cert"], "GATEWAY_MLLP_TLS_KEY": pki["server_key"],
@@ -174,18 +179,9 @@ def feeds_gateway(pki):
 
 
 def test_plain_mllp_to_a_feed_that_lists_certificates_is_refused_and_the_operator_warned(pki, tmp_path):
-    import json
-    import shutil
-    from pathlib import Path
-
     from gateway.transport.mllp import mllp_exchange
 
-    mappings = tmp_path / "mappings"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mappings)
-    feeds = json.loads((mappings / "hl7v2-feeds.json").read_text())
-    [rr8] = [f for f in feeds["feeds"] if "RR8" in f["match"]["sending_facility"]]
-    rr8["certificates"] = ["RR8 integration engine"]
-    (mappings / "hl7v2-feeds.json").write_text(json.dumps(feeds))
+    mappings = _mappings_with_rr8_certificate(tmp_path / "mappings")
     port = free_port()
     g = GatewayProcess(f"sqlite:///{tmp_path / 'plain.db'}", tmp_path, args=["--mllp-port", str(port)],
                        extra_env={"GATEWAY_MAPPINGS_DIR": str(mappings)}).start()
