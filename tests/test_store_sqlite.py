@@ -265,3 +265,35 @@ def test_everything_acknowledged_survives_a_killed_writer(tmp_path):
             await store.close()
 
     asyncio.run(check())
+
+
+async def test_a_large_transaction_bundle_starts_a_transaction_of_its_own(gated, tmp_path):
+    """More than ALONE_ENTRIES entries: the Bundle waits for the open transaction to commit rather
+    than joining it under a savepoint (whose journal, in memory, would hold every page it touched)."""
+    from gateway.config import Settings
+    from gateway.fhir.bundles import ALONE_ENTRIES
+    from gateway.fhir.context import GatewayContext
+    from gateway.fhir.request import FhirRequest
+    from gateway.fhir.router import Router
+
+    store, gate = gated
+    ctx = GatewayContext(settings=Settings(database_url=f"sqlite:///{tmp_path / 'g.db'}"), store=store)
+    ctx.router = Router(ctx)
+    first = asyncio.create_task(_write(store, "Ivy"))
+    while not gate.calls:
+        await asyncio.sleep(0.01)
+    joined = asyncio.create_task(_write(store, "Juniper"))  # waits in the open transaction
+    await asyncio.sleep(0.05)
+    entries = [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+                "resource": {"resourceType": "Patient", "name": [{"family": f"Kale{i:02d}"}]},
+                "request": {"method": "POST", "url": "Patient"}} for i in range(ALONE_ENTRIES + 1)]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    big = asyncio.create_task(ctx.router.dispatch(FhirRequest("POST", "", body=bundle)))
+    await asyncio.sleep(0.2)
+    written = store._writer.execute("SELECT COUNT(*) FROM resource WHERE type = 'Patient'").fetchone()[0]
+    assert written == 2 and not big.done()  # Ivy and Juniper only: the Bundle has not begun
+    gate.open.set()
+    response = await asyncio.wait_for(big, 5)
+    await asyncio.wait_for(asyncio.gather(first, joined), 5)
+    assert response.status == 200
+    assert len(await _families(store)) == 2 + ALONE_ENTRIES + 1

@@ -20,6 +20,7 @@ from gateway.fhir.search import find_matches
 from gateway.store.ids import new_id
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+ALONE_ENTRIES = 20
 
 
 def _status_line(code: int) -> str:
@@ -145,7 +146,8 @@ async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
     subs = [_entry_request(req, e, i) for i, e in enumerate(entries)]
     want = (req.prefer("return") or "representation") == "representation"
     results: list[dict | None] = [None] * len(subs)
-    async with ctx.store.session(write=True) as s:
+    # A large transaction starts one of its own in the store (see SqliteStore.session `alone`)
+    async with ctx.store.session(write=True, alone=len(subs) > ALONE_ENTRIES) as s:
         refs: dict[str, str] = {}
         for i, (entry, sub) in enumerate(zip(entries, subs)):
             if sub.path == "" and sub.method == "POST":

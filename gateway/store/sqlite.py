@@ -96,7 +96,7 @@ class SqliteDialect:
             await conn.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
 
 
-def _connect(path: str, synchronous: str, autocheckpoint: bool = True) -> sqlite3.Connection:
+def _connect(path: str, synchronous: str, autocheckpoint: bool = True, writer: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
@@ -106,10 +106,13 @@ def _connect(path: str, synchronous: str, autocheckpoint: bool = True) -> sqlite
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=OFF")
     db.execute("PRAGMA cache_size=-65536")
-    # Each write session is a SAVEPOINT of a shared transaction, so every page it touches first is
-    # copied into a statement journal; on disk (the default past 64 KiB) that was two write calls
-    # per page and a third of the CPU time of a create.
-    db.execute("PRAGMA temp_store=MEMORY")
+    if writer:
+        # A write session joining a transaction is a SAVEPOINT, so every page it touches first is
+        # copied into a statement journal; on disk (the default past 64 KiB) that was two write
+        # calls per page and a third of the CPU time of a create. Sessions that touch many pages
+        # run alone (no savepoint, no journal). Readers keep temp files on disk: a big sort may
+        # spill there rather than into memory.
+        db.execute("PRAGMA temp_store=MEMORY")
     return db
 
 
@@ -144,7 +147,7 @@ class SqliteStore:
         memory = self.path == ":memory:"
         self.syncs_wal = self.syncs_wal and not memory
         self._writer = _connect(self.path, "NORMAL" if self.syncs_wal else self.synchronous,
-                                autocheckpoint=memory)
+                                autocheckpoint=memory, writer=True)
         w = self._writer
         w.execute("BEGIN IMMEDIATE")
         try:
@@ -193,10 +196,11 @@ class SqliteStore:
     async def session(self, write: bool = False, alone: bool = False) -> AsyncIterator[SqlSession]:
         """A read session, or a write session in the shared transaction of the next group commit.
 
-        `alone`: the session writes a lot in savepoints of its own (a file chunk, one per row):
-        it waits until the open transaction has committed and starts one of its own. SQLite
-        truncates an in-memory statement journal by walking it from its start, so row savepoints
-        nested in a session savepoint over thousands of pages cost time quadratic in the chunk.
+        `alone`: the session writes a lot (a file chunk, a large transaction Bundle): it waits
+        until the open transaction has committed and starts one of its own, so it needs no
+        savepoint and no statement journal (which is in memory: a big one would hold every page
+        the session touched). SQLite also truncates an in-memory journal by walking it from its
+        start, so row savepoints nested in a session savepoint cost time quadratic in the chunk.
         """
         current = active_session.get()
         if current is not None and (current.write or not write):

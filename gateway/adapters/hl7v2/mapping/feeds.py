@@ -114,7 +114,6 @@ class FeedConfig:
                 return route.feed
         return self.default
 
-
     def refusal(self, sending_application: str, sending_facility: str, certificate: str | None) -> str | None:
         """Why a message sent over MLLP with this client certificate subject (None: no TLS
         certificate) may not speak for the feed its MSH-3/MSH-4 name; None when it may.
