@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+# Server and wrk each pinned to a core by default; set both to "" to let them share the machine.
 SERVER_CPU = os.environ.get("BENCH_SERVER_CPU", "0")
 CLIENT_CPU = os.environ.get("BENCH_CLIENT_CPU", "1")
 
@@ -47,7 +48,7 @@ def uvicorn_impl() -> tuple[str, str]:
 
 
 def taskset(cpu: str | None) -> list[str]:
-    if cpu is None or not shutil.which("taskset"):
+    if not cpu or not shutil.which("taskset"):
         return []
     return ["taskset", "-c", cpu]
 
@@ -219,7 +220,8 @@ def machine_notes() -> str:
     except OSError:
         pass
     return (f"python {sys.version.split()[0]}, {os.cpu_count()} cores ({cpu}), uvicorn loop={loop} http={http}, "
-            f"server pinned to cpu {SERVER_CPU}, client to cpu {CLIENT_CPU}")
+            + (f"server pinned to cpu {SERVER_CPU}, client to cpu {CLIENT_CPU}" if SERVER_CPU or CLIENT_CPU
+               else "server and client not pinned (sharing both cores)"))
 
 
 def other_cpu_users(interval: float = 1.0, threshold: float = 0.2, exclude: set[int] | None = None) -> list[str]:
