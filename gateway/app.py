@@ -179,7 +179,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                                                raw, "mllp", certificate=sender.get("subject")),
                                            mllp_host, settings.mllp_port,
                                            max_message_bytes=settings.max_body_bytes, ssl=tls,
-                                           observe=security.record_mllp)
+                                           observe=security.record_mllp, shared=settings.workers > 1)
             log.info("MLLP listener on %s:%s (%s)", mllp_host, settings.mllp_port,
                      "TLS, client certificates required" if tls and settings.mllp_tls_client_ca
                      else "TLS" if tls else "plain TCP")

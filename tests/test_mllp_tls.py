@@ -205,7 +205,7 @@ def test_a_feed_that_lists_certificates_takes_messages_only_from_them(feeds_gate
     assert b"MSA|AR|FEED1" in ack and b"Sender not authorised" in ack and b"Community trust engine" in ack
     found = httpx.get(f"{feeds_gateway.base}/Patient", params={"family": "TESTER7101"}).json()
     assert found.get("total", 0) == 0
-    [refused] = [e for e in _inbox(feeds_gateway, "rejected") if e.get("control_id") == "FEED1"]
+    [refused] = [e for e in _inbox(feeds_gateway, "rejected") if e.get("claimedControlId") == "FEED1"]
     assert "Community trust engine" in refused["refused"] and refused["sender"] == "PAS^RR8"
     # The real engine, same control id: the impostor's attempt did not take it
     ack = _send(feeds_gateway, _client(pki, pki["engine"]), admit(7101, control="FEED1", facility="RR8"))

@@ -53,3 +53,38 @@ def test_total_is_capped_unless_accurate_is_asked(tmp_path):
             assert c.get("/Patient", params={"gender": "female", "_summary": "count"}).json()["total"] == 7
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_workers_open_a_new_store_and_share_the_mllp_port(backend, tmp_path):
+    """`gateway serve --workers 2 --mllp-port P` on a store that does not exist yet: both workers
+    start (one used to fail: the MLLP port was taken, or SQLite's switch to WAL said "locked"), and
+    messages over eight connections are each acknowledged and stored once."""
+    import time
+
+    from conftest import free_port
+    from gateway.transport.mllp import mllp_exchange
+    from hl7_helpers import admit
+
+    url = f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite" else pg_schema_url()
+    port = free_port()
+    g = GatewayProcess(url, tmp_path, args=["--workers", "2", "--mllp-port", str(port)]).start()
+    try:
+        deadline = time.time() + 30
+        while g.log.read_text().count("Application startup complete") < 2:
+            assert g.proc.poll() is None and time.time() < deadline, g.log.read_text()[-3000:]
+            time.sleep(0.1)
+        messages = [admit(8100 + i, control=f"WRK{i}") for i in range(24)]
+
+        async def send_all():
+            return await asyncio.gather(*[mllp_exchange("127.0.0.1", port, messages[k::8]) for k in range(8)])
+
+        acks = [a for chunk in asyncio.run(send_all()) for a in chunk]
+        assert len(acks) == 24 and all(b"MSA|AA|WRK" in a for a in acks), acks
+        stored = httpx.get(g.base.replace("/fhir", "/inbox"), params={"status": "stored", "_count": 500}).json()
+        assert sorted(e["controlId"] for e in stored["entries"]) == sorted(f"WRK{i}" for i in range(24))
+        assert g.proc.poll() is None
+    finally:
+        g.stop()
+        if backend == "postgres":
+            asyncio.run(drop_pg_schema(url))

@@ -157,7 +157,7 @@ class Hl7v2Pipeline:
         async with self.ctx.store.session(write=True) as s:
             entry, _ = await inbox.receive(s, channel, sender, None, kind, raw, "rejected")
             await inbox.update(s, entry.id, "rejected", ack, {"errors": [_err_json(err)], "steps": {"received": _now()},
-                                                              "refused": reason, "control_id": msg.control_id})
+                                                              "refused": reason, "claimedControlId": msg.control_id})
         return ack
 
     async def _record_failure(self, raw, channel, msg, sender, kind, exc) -> bytes:

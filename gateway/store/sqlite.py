@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
@@ -96,9 +97,23 @@ class SqliteDialect:
             await conn.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
 
 
+def _set_wal(db: sqlite3.Connection, attempts: int = 300) -> None:
+    """WAL mode. Two processes opening a new store at once (`--workers N`) both ask for it, and
+    SQLite answers one of them "locked" at once, without its busy handler, to avoid a deadlock;
+    that one tries again once the other has switched the file over."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 def _connect(path: str, synchronous: str, autocheckpoint: bool = True, writer: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
+    _set_wal(db)
     db.execute(f"PRAGMA synchronous={synchronous}")
     if not autocheckpoint:
         db.execute("PRAGMA wal_autocheckpoint=0")

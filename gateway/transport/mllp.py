@@ -211,14 +211,18 @@ async def start_mllp_server(
     idle_timeout: float = 300,
     ssl: "ssl_module.SSLContext | None" = None,
     observe=None,
+    shared: bool = False,
 ) -> asyncio.Server:
     """Listen for MLLP connections; each connection is served by its own task, in order.
-    With `ssl` (see `tls_context`), MLLP runs inside TLS, the way integration engines call MLLPS."""
+    With `ssl` (see `tls_context`), MLLP runs inside TLS, the way integration engines call MLLPS.
+    `shared`: several worker processes listen on the port (SO_REUSEPORT; the kernel spreads the
+    connections over them). Off for a single process, so a second gateway on the port fails fast."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Connection(reader, writer, handler, max_message_bytes, idle_timeout, observe).run()
 
-    return await asyncio.start_server(on_connect, host, port, ssl=ssl, ssl_handshake_timeout=30 if ssl else None)
+    return await asyncio.start_server(on_connect, host, port, ssl=ssl, ssl_handshake_timeout=30 if ssl else None,
+                                      reuse_port=shared or None)
 
 
 def tls_context(cert_file: str, key_file: str, client_ca_file: str = "") -> "ssl_module.SSLContext":
