@@ -3,7 +3,7 @@
 Printed beside two ceilings measured in the same run: parse-only (the ER7 parser on the same
 messages) and store-only (the same resources written straight through the store, no HL7).
 
-    python bench/bench_mllp.py [--messages 3000] [--connections 8] [--database-url URL]
+    python bench/bench_mllp.py [--messages 3000] [--connections 8] [--database-url URL] [--workers N]
 """
 
 from __future__ import annotations
@@ -97,14 +97,15 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--database-url", default="")
+    ap.add_argument("--workers", type=int, default=1, help="gateway processes sharing the MLLP port")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-mllp-"))
     url = args.database_url or f"sqlite:///{tmp / 'gw.db'}"
     store_url = args.database_url.replace("schema=", "schema=store_") if args.database_url else f"sqlite:///{tmp / 'store.db'}"
     http_port, mllp_port = free_port(), free_port()
     env = {**os.environ, "GATEWAY_DATABASE_URL": url, "GATEWAY_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(http_port), "--mllp-port", str(mllp_port)],
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(http_port), "--mllp-port", str(mllp_port),
+                             "--workers", str(args.workers)], cwd=ROOT, env=env)
     try:
         import httpx
 
@@ -124,7 +125,7 @@ def main() -> None:
     parse = parse_ceiling(msgs)
     store = asyncio.run(store_ceiling(msgs[: min(2000, len(msgs))], store_url, args.connections))
     backend = "postgres" if url.startswith("postgres") else "sqlite"
-    print(f"backend={backend} messages={args.messages} connections={args.connections}")
+    print(f"backend={backend} messages={args.messages} connections={args.connections} workers={args.workers}")
     print(f"{'end-to-end MLLP ingest':32s} {e2e:10.0f} msg/s")
     print(f"{'ceiling: parse only':32s} {parse:10.0f} msg/s   (e2e is {e2e / parse:.1%})")
     print(f"{'ceiling: store only (3 writes)':32s} {store:10.0f} msg/s   (e2e is {e2e / store:.1%})")
