@@ -297,3 +297,40 @@ async def test_a_large_transaction_bundle_starts_a_transaction_of_its_own(gated,
     await asyncio.wait_for(asyncio.gather(first, joined), 5)
     assert response.status == 200
     assert len(await _families(store)) == 2 + ALONE_ENTRIES + 1
+
+
+async def test_waiting_for_another_process_write_lock_leaves_the_event_loop_free(tmp_path):
+    """With `--workers N` another process may hold the file's write lock; a session waiting for it
+    must not stop this process's other requests (SQLite's own busy handler sleeps on the thread)."""
+    import sqlite3
+    import time as clock
+
+    path = str(tmp_path / "g.db")
+    store = SqliteStore(path, TZ, "FULL")
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # the other worker
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def other_requests() -> None:
+        last = clock.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            gaps.append(clock.monotonic() - last)
+            last = clock.monotonic()
+
+    ticking = asyncio.create_task(other_requests())
+    try:
+        started = clock.monotonic()
+        await asyncio.wait_for(_write(store, "Laurel"), 10)
+        assert clock.monotonic() - started >= 0.4  # it did wait for the other writer ...
+        stop.set()
+        await ticking
+        assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f} s"  # ... without stalling
+        assert await _families(store) == ["Laurel"]
+    finally:
+        stop.set()
+        other.close()
+        await store.close()

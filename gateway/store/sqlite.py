@@ -111,6 +111,27 @@ def _set_wal(db: sqlite3.Connection, attempts: int = 300) -> None:
             time.sleep(0.1)
 
 
+async def _begin_immediate(db: sqlite3.Connection, timeout: float = 30.0) -> None:
+    """BEGIN IMMEDIATE without blocking the event loop while another process (`--workers N`) holds
+    the write lock: SQLite's busy handler would sleep on this thread, holding up every request of
+    this process (p99 ~1 s with two workers). Here the wait is asynchronous; readers go on."""
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        delay, waited = 0.0005, 0.0
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or waited >= timeout:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.01)
+    finally:
+        db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+
+
 def _connect(path: str, synchronous: str, autocheckpoint: bool = True, writer: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     _set_wal(db)
@@ -237,7 +258,7 @@ class SqliteStore:
             # (whose statement journal copies every page it touches first).
             fresh = not self._tx_open
             if fresh:
-                db.execute("BEGIN IMMEDIATE")
+                await _begin_immediate(db)
                 self._tx_open = True
             else:
                 db.execute("SAVEPOINT session")
