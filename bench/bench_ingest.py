@@ -27,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import drop_pg_schemas  # noqa: E402
 from hl7_helpers import nhs_number  # noqa: E402
 
 HEADER = (FIXTURE := ROOT / "tests/fixtures/council/cld_valid.csv").read_text(encoding="utf-8-sig").splitlines()[0]
@@ -81,6 +83,7 @@ async def run(args) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     url = _fresh_url(args.database_url, tmp, "ingest") if args.database_url else f"sqlite:///{tmp / 'gw.db'}"
+    await drop_pg_schemas([url, _fresh_url(url, tmp, "floor")])  # a kept schema would make it a reload
     ctx = _store(url)
     await ctx.store.open()
     await load_conformance_resources(ctx)
@@ -121,16 +124,7 @@ async def run(args) -> None:
                 await s.create(res, res["id"])
     floor_rate = report.rows_read / (time.perf_counter() - t0)
     await floor.store.close()
-    if url.startswith("postgres"):  # leave no bench schemas behind
-        import asyncpg
-
-        from gateway.store.postgres import split_schema
-
-        for u in (url, _fresh_url(url, tmp, "floor")):
-            dsn, schema = split_schema(u)
-            conn = await asyncpg.connect(dsn)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
+    await drop_pg_schemas([url, _fresh_url(url, tmp, "floor")])  # leave no bench schemas behind
 
     rate = report.rows_read / elapsed
     minimal = store_rate * report.rows_read / created

@@ -21,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import drop_pg_schemas  # noqa: E402
 from hl7_helpers import admit  # noqa: E402
 
 
@@ -102,6 +104,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-mllp-"))
     url = args.database_url or f"sqlite:///{tmp / 'gw.db'}"
     store_url = args.database_url.replace("schema=", "schema=store_") if args.database_url else f"sqlite:///{tmp / 'store.db'}"
+    asyncio.run(drop_pg_schemas([url, store_url]))  # a kept schema would answer every message as a re-send
     http_port, mllp_port = free_port(), free_port()
     env = {**os.environ, "GATEWAY_DATABASE_URL": url, "GATEWAY_LOG_LEVEL": "warning"}
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(http_port), "--mllp-port", str(mllp_port),
@@ -129,6 +132,7 @@ def main() -> None:
     print(f"{'end-to-end MLLP ingest':32s} {e2e:10.0f} msg/s")
     print(f"{'ceiling: parse only':32s} {parse:10.0f} msg/s   (e2e is {e2e / parse:.1%})")
     print(f"{'ceiling: store only (3 writes)':32s} {store:10.0f} msg/s   (e2e is {e2e / store:.1%})")
+    asyncio.run(drop_pg_schemas([url, store_url]))
     shutil.rmtree(tmp, ignore_errors=True)
 
 
