@@ -215,6 +215,39 @@ async def test_a_steady_stream_of_writes_keeps_the_wal_bounded(tmp_path, monkeyp
     assert largest < 4 * 256 * 1024, f"the WAL grew to {largest:,} bytes"  # ... and it was reused
 
 
+async def test_a_failing_checkpoint_never_leaves_a_writer_unanswered(tmp_path, monkeypatch):
+    """Step 2 of a checkpoint runs inside a group commit: if it fails (here: its connection cannot
+    be opened), the group's writes, already committed, are still acknowledged."""
+    import sqlite3
+
+    import gateway.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 128 * 1024)
+    real_connect, opened = sqlite_store._connect, []
+
+    def flaky_connect(*args, **kwargs):
+        if kwargs.get("set_wal") is False:  # a checkpoint's connection: every second one fails
+            opened.append(1)
+            if len(opened) % 2 == 0:
+                raise sqlite3.OperationalError("disk I/O error")
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite_store, "_connect", flaky_connect)
+    store = SqliteStore(str(tmp_path / "g.db"), TZ, "FULL")
+    await store.open()
+    try:
+        async def writer(k: int) -> None:
+            for i in range(60):
+                await _write(store, f"Medlar{k}-{i}")
+
+        await asyncio.wait_for(asyncio.gather(*[writer(k) for k in range(8)]), 30)
+        assert len(opened) >= 2  # step 2 was tried, and failed, at least once
+        async with store.session() as s:
+            assert len(await s.find("r.type = ?", ["Patient"], limit=10_000)) == 480
+    finally:
+        await store.close()
+
+
 WRITER = textwrap.dedent("""
     import asyncio, sys
     from zoneinfo import ZoneInfo

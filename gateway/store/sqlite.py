@@ -132,9 +132,11 @@ async def _begin_immediate(db: sqlite3.Connection, timeout: float = 30.0) -> Non
         db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
 
 
-def _connect(path: str, synchronous: str, autocheckpoint: bool = True, writer: bool = False) -> sqlite3.Connection:
+def _connect(path: str, synchronous: str, autocheckpoint: bool = True, writer: bool = False,
+             set_wal: bool = True) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    _set_wal(db)
+    if set_wal:  # the mode is kept in the file: a checkpoint's connection, opened later, needs no switch
+        _set_wal(db)
     db.execute(f"PRAGMA synchronous={synchronous}")
     if not autocheckpoint:
         db.execute("PRAGMA wal_autocheckpoint=0")
@@ -332,7 +334,10 @@ class SqliteStore:
             finally:
                 self._tx_open = False
             if self._tail_due:
-                await self._checkpoint_tail()
+                try:
+                    await self._checkpoint_tail()
+                except Exception:  # the group's writes are committed: they must still be answered
+                    log.exception("the second step of a SQLite checkpoint failed")
         if not self.syncs_wal:
             done.set_result(None)
         else:
@@ -399,10 +404,16 @@ class SqliteStore:
         await asyncio.to_thread(self._checkpoint)
 
     def _checkpoint(self) -> None:
-        db = _connect(self.path, "FULL" if self.syncs_wal else self.synchronous)
+        """Never raises: a checkpoint that fails is tried again later, and step 2 runs inside a
+        group commit whose sessions must still be told their outcome."""
+        try:
+            db = _connect(self.path, "FULL" if self.syncs_wal else self.synchronous, set_wal=False)
+        except sqlite3.Error as exc:
+            log.warning("SQLite checkpoint could not open the store (retried later): %s", exc)
+            return
         try:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
-            log.warning("SQLite checkpoint failed (retried at the next commit): %s", exc)
+            log.warning("SQLite checkpoint failed (retried later): %s", exc)
         finally:
             db.close()
