@@ -268,17 +268,8 @@ def note_contention(label: str, exclude: set[int] | None = None) -> list[str]:
 async def drop_pg_schemas(urls: list[str]) -> None:
     """Drop the `?schema=` of each PostgreSQL URL: a bench starts from an empty store (a re-run on
     a kept schema would measure duplicates answered from the inbox) and leaves none behind."""
-    import asyncpg
-
-    from gateway.store.postgres import split_schema
+    from gateway.store.postgres import drop_schema
 
     for url in urls:
-        if not url.startswith("postgres"):
-            continue
-        dsn, schema = split_schema(url)
-        if schema:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
+        if url.startswith("postgres"):
+            await drop_schema(url)

@@ -90,16 +90,9 @@ def schema_url() -> tuple[str, str]:
 
 
 def drop_schema(schema: str) -> None:
-    import asyncpg
+    from gateway.store import postgres
 
-    async def go() -> None:
-        conn = await asyncpg.connect(PG_URL.split("?")[0])
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
+    asyncio.run(postgres.drop_schema(f"{PG_URL.split('?')[0]}?schema={schema}"))
 
 
 def drop_keys(prefix: str) -> None:

@@ -234,13 +234,9 @@ async def load_pg_bulk(base_url: str, schema: str, size: int, progress: bool = T
 
 
 async def drop_pg_schema(base_url: str, schema: str) -> None:
-    import asyncpg
+    from gateway.store.postgres import drop_schema
 
-    conn = await asyncpg.connect(base_url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(f"{base_url}{'&' if '?' in base_url else '?'}schema={schema}")
 
 
 # --------------------------------------------------------------------------------------------

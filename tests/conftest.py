@@ -81,16 +81,9 @@ def pg_schema_url(prefix: str = "gwtest") -> str:
 
 
 async def drop_pg_schema(url: str) -> None:
-    import asyncpg
+    from gateway.store.postgres import drop_schema
 
-    from gateway.store.postgres import split_schema
-
-    dsn, schema = split_schema(url)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

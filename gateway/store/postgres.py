@@ -83,6 +83,18 @@ def split_schema(url: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme.replace("postgresql+asyncpg", "postgresql"), parts.netloc, parts.path, rest, "")), schema
 
 
+async def drop_schema(url: str) -> None:
+    """Remove the `?schema=` of `url` and everything in it (tests and benchmarks start clean)."""
+    dsn, schema = split_schema(url)
+    if not schema:
+        return
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 class PostgresStore:
     dialect_name = "postgres"
 

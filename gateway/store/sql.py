@@ -352,14 +352,14 @@ class SqlSession:
             "UPDATE resource SET version = ?, last_updated = ?, deleted = 1, seq = ?, content = NULL WHERE pk = ?",
             (version, ts, seq, current.pk),
         )
-        await self._clear_index(current.pk)
+        await self.dialect.clear_index(self.conn, current.pk)
         await self.conn.execute(
             "INSERT INTO resource_version (seq, pk, type, id, version, last_updated, deleted, method, content) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, 'DELETE', NULL)",
             (seq, current.pk, rtype, rid, version, ts),
         )
         gone = StoredResource(current.pk, rtype, rid, version, ts, True, None, seq, "DELETE")
-        await self._outbox(gone)
+        await insert_outbox(self.conn, seq, rtype, rid, version, "DELETE", ts)
         self.changes.append(gone)
         return gone
 
@@ -376,11 +376,6 @@ class SqlSession:
         self.changes.append(stored)
         return stored
 
-    async def _outbox(self, row: StoredResource) -> None:
-        await insert_outbox(self.conn, row.seq, row.type, row.id, row.version, row.method, row.last_updated)
-
-    async def _clear_index(self, pk: int) -> None:
-        await self.dialect.clear_index(self.conn, pk)
 
 
 @dataclass(frozen=True, slots=True)
