@@ -300,8 +300,12 @@ def test_poisoned_receiver_dead_letters_and_resend_delivers(gw, client, tag):
     rec = Receiver(behaviour=lambda r: (500 if r.focus and r.focus.split("/")[1] in poisoned else 200, 0))
     try:
         sid = create_active(client, gw.base, subscription(f"Patient?_tag={TAG_SYSTEM}|{tag}", rec.url, payload=None))
-        bad = client.post(f"{gw.base}/Patient", json=tagged({"resourceType": "Patient"}, tag)).json()["id"]
-        poisoned.add(bad)  # (the receiver reads it per request; the notification has not been answered yet)
+        # Poisoned before it exists (a client id, created by update): its notification may be
+        # delivered before the create's response reaches this thread.
+        bad = f"poisoned-{uuid.uuid4().hex}"
+        poisoned.add(bad)
+        r = client.put(f"{gw.base}/Patient/{bad}", json=tagged({"resourceType": "Patient", "id": bad}, tag))
+        assert r.status_code == 201, r.text
         good = [client.post(f"{gw.base}/Patient", json=tagged({"resourceType": "Patient"}, tag)).json()["id"]
                 for _ in range(8)]
         rec.wait_for(lambda rows: {r.focus.split("/")[1] for r in rows if r.answered == 200 and r.focus} >= set(good))

@@ -329,8 +329,12 @@ async def write_entries(ctx, s, index: ChunkIndex, entries: list[dict], refs: di
             if e.hits > 1:
                 what = "Conditional update" if e.method == "PUT" else "If-None-Exist"
                 raise precondition_failed(f"{what} {e.criteria!r} matches {e.hits} {e.rtype} resources")
-            if e.method == "PUT":
+            if e.method == "PUT" and (e.hits or body.get("id")):
                 await s.update({**body, "id": e.target}, e.target, None)
+            elif e.method == "PUT":
+                # no match and no id: an update to an id made here, so there is no current
+                # version to read (or lock) first; history says PUT, as the handler's does
+                await s.create({**body, "id": e.target}, e.target, method="PUT")
             elif not e.hits:
                 await s.create({k: v for k, v in body.items() if k != "id"}, e.target)
             # else: it exists; the handler answers 200 and leaves it alone

@@ -41,10 +41,16 @@ class StoredResource:
         return instant_iso(self.last_updated)
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00.")  # the last second formatted (writes come in bursts)
+
+
 def instant_iso(us: int) -> str:
     """FHIR instant with millisecond precision in UTC."""
-    dt = datetime.fromtimestamp(us / 1e6, timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+00:00"
+    global _second
+    sec, rest = divmod(us, 1_000_000)
+    if _second[0] != sec:
+        _second = (sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{_second[1]}{rest // 1000:03d}+00:00"
 
 
 @dataclass(slots=True)

@@ -322,10 +322,12 @@ class SqlSession:
         """Serialise writers that race on the same logical key (conditional create/update)."""
         await self.dialect.lock(self.conn, key)
 
-    async def create(self, resource: dict, rid: str | None = None) -> WriteResult:
+    async def create(self, resource: dict, rid: str | None = None, method: str = "POST") -> WriteResult:
+        """A new resource; `method` PUT records an update that created it at an id the caller
+        has just made (nothing can exist there, so there is nothing to read first)."""
         rtype = resource["resourceType"]
         rid = rid or new_id()
-        stored = await self._write_version(rtype, rid, resource, None, "POST")
+        stored = await self._write_version(rtype, rid, resource, None, method)
         return WriteResult(stored, created=True)
 
     async def update(self, resource: dict, rid: str, if_match: int | None = None) -> WriteResult:
