@@ -93,7 +93,7 @@ def rewrite_references(node, refs: dict[str, str]):
     """A copy of `node` with every `reference` found in `refs` replaced."""
     if not refs:
         return node
-    raw = decimals.dumps(node)
+    raw, plain = decimals.dumps_plain(node)
     out, last, changed = [], 0, False
     for m, value in _references(raw):
         new = refs.get(value)
@@ -103,7 +103,8 @@ def rewrite_references(node, refs: dict[str, str]):
     if not changed:
         return node
     out.append(raw[last:])
-    return decimals.loads(b"".join(out))
+    joined = b"".join(out)  # only reference strings changed: numbers are as `node` had them
+    return orjson.loads(joined) if plain else decimals.loads(joined)
 
 
 def _conditional_refs(node, found: set[str]) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from gateway.fhir import decimals
 from gateway.store.base import StoredResource, VersionConflict, WriteResult, instant_iso
 from gateway.store.ids import new_id
@@ -337,8 +339,11 @@ class SqlSession:
         if if_match is not None and (current is None or current.deleted or current.version != if_match):
             raise VersionConflict(None if current is None or current.deleted else current.version)
         if current is not None and not current.deleted:
-            old = decimals.loads(current.content)
-            if decimals.unchanged(current.content, strip_volatile_meta(old), strip_volatile_meta({**resource, "id": rid})):
+            new = strip_volatile_meta({**resource, "id": rid})
+            # Equal values first (a plain parse, as decimals compare equal to their floats); only
+            # then the written forms of decimals, which needs the slower decimal-keeping parse.
+            if strip_volatile_meta(orjson.loads(current.content)) == new and decimals.unchanged(
+                    current.content, strip_volatile_meta(decimals.loads(current.content)), new):
                 return WriteResult(current, created=False, changed=False)
         created = current is None or current.deleted
         stored = await self._write_version(rtype, rid, resource, current, "PUT")
