@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from gateway.adapters.hl7v2.mapping.model import Key
+from gateway.fhir.bundles import rewrite_references
 from gateway.fhir.jsoncopy import clone
 
 _NAMESPACE = uuid.UUID("6f1c1c4e-3b7a-5d0e-9a55-6163746976e5")  # fixed: fullUrls are stable across runs
@@ -56,24 +57,12 @@ def make_entry(resource_type: str, resource: dict, existing: dict | None, key: K
 
 
 def resolved_copy(resource: dict | None, refs: dict[str, str]) -> dict | None:
-    """A deep copy of a mapped resource with placeholder references (urn:gateway:...) resolved."""
+    """A deep copy of a mapped resource with placeholder references (urn:gateway:...) resolved
+    (on its JSON bytes, which also makes the copy, rather than by a walk in Python)."""
     if resource is None:
         return None
-    out = clone(resource)
-    _resolve(out, refs)
-    return out
-
-
-def _resolve(node, refs: dict[str, str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str) and ref in refs:
-            node["reference"] = refs[ref]
-        for value in node.values():
-            _resolve(value, refs)
-    elif isinstance(node, list):
-        for value in node:
-            _resolve(value, refs)
+    out = rewrite_references(resource, refs)
+    return clone(resource) if out is resource else out
 
 
 def comparable(resource: dict | None) -> dict:
