@@ -39,6 +39,34 @@ async def test_conditional_create_race_across_processes(two_gateways):
             assert found.json()["total"] == 1
 
 
+async def test_transactions_racing_on_a_conditional_create_reference_the_one_resource(two_gateways):
+    """Transactions from two processes, each a conditional create of the same Patient and an
+    Encounter pointing at it by fullUrl: one Patient, and every Encounter points at it (the id a
+    transaction gives the fullUrl is the one its entry then writes, not one that never exists)."""
+    a, b = two_gateways
+    system = "https://fhir.example.org/Id/tx-race"
+    async with httpx.AsyncClient(timeout=30) as client:
+        for n in range(10):
+            def bundle(k: int) -> dict:
+                return {"resourceType": "Bundle", "type": "transaction", "entry": [
+                    {"fullUrl": "urn:uuid:4b0c3a5e-7d0b-4a51-9d5c-000000000001",
+                     "resource": {"resourceType": "Patient", "identifier": [{"system": system, "value": f"t{n}"}]},
+                     "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={system}|t{n}"}},
+                    {"resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"},
+                                  "identifier": [{"system": system, "value": f"t{n}-{k}"}],
+                                  "subject": {"reference": "urn:uuid:4b0c3a5e-7d0b-4a51-9d5c-000000000001"}},
+                     "request": {"method": "POST", "url": "Encounter"}}]}
+            results = await asyncio.gather(*[client.post(f"{g.base}/", json=bundle(k))
+                                             for k, g in enumerate((a, b, a, b))])
+            assert all(r.status_code == 200 for r in results), [r.text for r in results]
+            patients = (await client.get(f"{a.base}/Patient", params={"identifier": f"{system}|t{n}"})).json()
+            assert patients["total"] == 1
+            pid = patients["entry"][0]["resource"]["id"]
+            for k in range(4):
+                enc = (await client.get(f"{b.base}/Encounter", params={"identifier": f"{system}|t{n}-{k}"})).json()
+                assert enc["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pid}"
+
+
 def test_total_is_capped_unless_accurate_is_asked(tmp_path):
     g = GatewayProcess(f"sqlite:///{tmp_path / 'cap.db'}", tmp_path, extra_env={"GATEWAY_SEARCH_TOTAL_CAP": "5"}).start()
     try:

@@ -14,6 +14,7 @@ import orjson
 
 from gateway.fhir import decimals
 
+from gateway.fhir.crud import criteria_key
 from gateway.fhir.outcome import FhirError, Issue, bad_request
 from gateway.fhir.request import FhirRequest, FhirResponse
 from gateway.fhir.search import find_matches
@@ -143,6 +144,13 @@ async def _batch(ctx, req: FhirRequest, entries: list) -> FhirResponse:
     return FhirResponse(200, resource={"resourceType": "Bundle", "type": "batch-response", "entry": out})
 
 
+async def _search_locked(ctx, s, sub: FhirRequest, kind: str, rtype: str, criteria: str) -> list:
+    await s.lock(criteria_key(kind, rtype, criteria))
+    hits = await find_matches(ctx, s, rtype, criteria)
+    sub.conditional_hits = (len(s.changes), hits)
+    return hits
+
+
 async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
     subs = [_entry_request(req, e, i) for i, e in enumerate(entries)]
     want = (req.prefer("return") or "representation") == "representation"
@@ -155,16 +163,19 @@ async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
                 raise bad_request(f"Bundle.entry[{i}] cannot be a nested transaction")
             full_url = entry.get("fullUrl")
             rtype = sub.path.split("/", 1)[0]
+            # Conditional entries are searched here, under the lock their handler takes, and the
+            # handler uses this answer: the ids given to fullUrls are the ones it then writes.
             if sub.method == "POST":
                 match = None
                 if sub.header("if-none-exist"):
-                    hits = await find_matches(ctx, s, rtype, sub.header("if-none-exist"))
+                    hits = await _search_locked(ctx, s, sub, "create", rtype, sub.header("if-none-exist"))
                     match = hits[0].id if len(hits) == 1 else None
                 sub.assigned_id = match or new_id()
                 if full_url:
                     refs[full_url] = f"{rtype}/{sub.assigned_id}"
             elif sub.method == "PUT" and "/" not in sub.path and sub.params:
-                hits = await find_matches(ctx, s, rtype, "&".join(f"{k}={v}" for k, v in sub.params))
+                criteria = "&".join(f"{k}={v}" for k, v in sub.params)
+                hits = await _search_locked(ctx, s, sub, "update", rtype, criteria)
                 target = hits[0].id if len(hits) == 1 else (sub.body or {}).get("id") or new_id()
                 if isinstance(sub.body, dict):
                     sub.body = {**sub.body, "id": target}

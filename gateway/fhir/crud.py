@@ -67,8 +67,10 @@ async def create(ctx, req: FhirRequest, type: str) -> FhirResponse:
     criteria = req.header("if-none-exist")
     async with ctx.store.session(write=True) as s:
         if criteria:
-            await s.lock(_criteria_key("create", type, criteria))
-            matches = await find_matches(ctx, s, type, criteria)
+            matches = _searched(req, s, type)
+            if matches is None:
+                await s.lock(criteria_key("create", type, criteria))
+                matches = await find_matches(ctx, s, type, criteria)
             if len(matches) > 1:
                 raise precondition_failed(f"If-None-Exist {criteria!r} matches {len(matches)} {type} resources")
             if matches:
@@ -104,8 +106,10 @@ async def conditional_update(ctx, req: FhirRequest, type: str) -> FhirResponse:
     resource = ctx.check_resource(req.body, type, structure_checked=req.prevalidated)
     criteria = _criteria(req, "conditional update")
     async with ctx.store.session(write=True) as s:
-        await s.lock(_criteria_key("update", type, criteria))
-        matches = await find_matches(ctx, s, type, criteria)
+        matches = _searched(req, s, type)
+        if matches is None:
+            await s.lock(criteria_key("update", type, criteria))
+            matches = await find_matches(ctx, s, type, criteria)
         if len(matches) > 1:
             raise precondition_failed(f"Conditional update {criteria!r} matches {len(matches)} {type} resources")
         if matches:
@@ -185,7 +189,19 @@ def _criteria(req: FhirRequest, what: str) -> str:
     return criteria
 
 
-def _criteria_key(kind: str, rtype: str, criteria: str) -> str:
+def _searched(req: FhirRequest, s, rtype: str) -> list | None:
+    """The matches a transaction found for this entry's criteria before running it (holding the
+    criteria's lock since, so no other conditional writer can have changed the answer), unless a
+    resource of the type was written in the session since: then the search is made again."""
+    if req.conditional_hits is None:
+        return None
+    mark, hits = req.conditional_hits
+    if len(s.changes) < mark or any(c.type == rtype for c in s.changes[mark:]):
+        return None
+    return hits
+
+
+def criteria_key(kind: str, rtype: str, criteria: str) -> str:
     # Same criteria in a different parameter order must take the same lock.
     return f"{kind}:{rtype}?" + "&".join(sorted(f"{k}={v}" for k, v in parse_qsl(criteria, keep_blank_values=True)))
 

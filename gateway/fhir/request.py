@@ -30,6 +30,9 @@ class FhirRequest:
     prevalidated: bool = False
     # A transaction decides the id of a created resource before it runs (urn:uuid rewriting)
     assigned_id: str | None = None
+    # A transaction searched this entry's conditional criteria already, holding their lock:
+    # (len(session.changes) at the search, the matches); see gateway.fhir.crud._searched
+    conditional_hits: tuple[int, list] | None = None
     # Who asks (gateway.security.Principal); None = the caller of the current HTTP request, or the
     # gateway itself when there is none (pipelines, start-up)
     principal: object | None = None

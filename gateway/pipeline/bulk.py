@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from gateway.fhir.bundles import rewrite_references
+from gateway.fhir.crud import criteria_key
 from gateway.fhir.outcome import FhirError, Issue, precondition_failed
 from gateway.fhir.search import compile_filters, find_matches
 from gateway.fhir.search_parameters import search_params_for
@@ -68,12 +69,6 @@ def _plain_key(rtype: str, criteria: str) -> Key | None:
     if m is None or "identifier" not in search_params_for(rtype):
         return None
     return rtype, m.group(1), m.group(2)
-
-
-def _lock_key(kind: str, rtype: str, criteria: str) -> str:
-    # The key gateway.fhir.crud takes for the same conditional interaction, so that on PostgreSQL
-    # an HTTP client and this loader serialise on the same advisory lock.
-    return f"{kind}:{rtype}?" + "&".join(sorted(f"{k}={v}" for k, v in parse_qsl(criteria, keep_blank_values=True)))
 
 
 class _Entry:
@@ -281,8 +276,8 @@ def chunk_keys(rows, index: ChunkIndex, want_locks: bool = True) -> tuple[set[Ke
         for e in plan:
             if e.key:
                 keys.add(e.key)
-            if want_locks:
-                locks.append(_lock_key("update" if e.method == "PUT" else "create", e.rtype, e.criteria))
+            if want_locks:  # the conditional handlers' own lock keys: HTTP clients wait on the same
+                locks.append(criteria_key("update" if e.method == "PUT" else "create", e.rtype, e.criteria))
         for ref in refs:
             rtype, _, query = ref.partition("?")
             key = _plain_key(rtype, query)
