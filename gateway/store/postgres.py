@@ -48,6 +48,14 @@ class _PgConn:
         await self.conn.executemany(_numbered(sql), rows)
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection handed back, besides asyncpg's own clean-up (which rolls
+    back a transaction left open): nothing. Pooled connections carry no session state (advisory
+    locks are transaction-scoped; no LISTEN, cursors or SET; the events' session lock has its own
+    connection), so the default reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`) would be one more round trip per request for nothing."""
+
+
 class PostgresDialect:
     name = "postgres"
 
@@ -115,7 +123,7 @@ class PostgresStore:
             finally:
                 await conn.close()
         self.pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self.pool_size, server_settings=settings
+            self.url, min_size=1, max_size=self.pool_size, server_settings=settings, reset=_no_session_state
         )
         async with self.pool.acquire() as conn:
             async with conn.transaction():
