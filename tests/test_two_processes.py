@@ -67,6 +67,29 @@ async def test_transactions_racing_on_a_conditional_create_reference_the_one_res
                 assert enc["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pid}"
 
 
+async def test_transactions_naming_the_same_criteria_in_opposite_orders_both_commit(two_gateways):
+    """Two conditional creates in one transaction, and the same two in the other order in another
+    transaction sent at once to the other process: both commit (no deadlock between their locks)
+    and each resource exists once."""
+    a, b = two_gateways
+    system = "https://fhir.example.org/Id/lock-order"
+
+    def entry(value: str) -> dict:
+        return {"resource": {"resourceType": "Patient", "identifier": [{"system": system, "value": value}]},
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={system}|{value}"}}
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        for n in range(10):
+            first, second = entry(f"x{n}"), entry(f"y{n}")
+            results = await asyncio.gather(*[
+                client.post(f"{g.base}/", json={"resourceType": "Bundle", "type": "transaction", "entry": pair})
+                for g, pair in ((a, [first, second]), (b, [second, first]), (a, [second, first]), (b, [first, second]))])
+            assert all(r.status_code == 200 for r in results), [r.text for r in results]
+            for value in (f"x{n}", f"y{n}"):
+                found = await client.get(f"{a.base}/Patient", params={"identifier": f"{system}|{value}"})
+                assert found.json()["total"] == 1
+
+
 def test_total_is_capped_unless_accurate_is_asked(tmp_path):
     g = GatewayProcess(f"sqlite:///{tmp_path / 'cap.db'}", tmp_path, extra_env={"GATEWAY_SEARCH_TOTAL_CAP": "5"}).start()
     try:

@@ -144,8 +144,18 @@ async def _batch(ctx, req: FhirRequest, entries: list) -> FhirResponse:
     return FhirResponse(200, resource={"resourceType": "Bundle", "type": "batch-response", "entry": out})
 
 
-async def _search_locked(ctx, s, sub: FhirRequest, kind: str, rtype: str, criteria: str) -> list:
-    await s.lock(criteria_key(kind, rtype, criteria))
+def _conditional(sub: FhirRequest) -> tuple[str, str, str] | None:
+    """(lock kind, type, criteria) of a conditional create or conditional update entry."""
+    rtype = sub.path.split("/", 1)[0]
+    if sub.method == "POST" and sub.header("if-none-exist"):
+        return "create", rtype, sub.header("if-none-exist")
+    if sub.method == "PUT" and "/" not in sub.path and sub.params:
+        return "update", rtype, "&".join(f"{k}={v}" for k, v in sub.params)
+    return None
+
+
+async def _search_conditional(ctx, s, sub: FhirRequest, rtype: str, criteria: str) -> list:
+    """The entry's matches, kept for its handler (the criteria's lock is already held)."""
     hits = await find_matches(ctx, s, rtype, criteria)
     sub.conditional_hits = (len(s.changes), hits)
     return hits
@@ -158,6 +168,11 @@ async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
     # A large transaction starts one of its own in the store (see SqliteStore.session `alone`)
     async with ctx.store.session(write=True, alone=len(subs) > ALONE_ENTRIES) as s:
         refs: dict[str, str] = {}
+        # Every conditional entry's lock first, in one sorted order: transactions (and the bulk
+        # loader, which does the same) naming the same criteria in another order cannot deadlock.
+        conditions = [_conditional(sub) for sub in subs]
+        for key in sorted({criteria_key(*c) for c in conditions if c}):
+            await s.lock(key)
         for i, (entry, sub) in enumerate(zip(entries, subs)):
             if sub.path == "" and sub.method == "POST":
                 raise bad_request(f"Bundle.entry[{i}] cannot be a nested transaction")
@@ -167,15 +182,14 @@ async def _transaction(ctx, req: FhirRequest, entries: list) -> FhirResponse:
             # handler uses this answer: the ids given to fullUrls are the ones it then writes.
             if sub.method == "POST":
                 match = None
-                if sub.header("if-none-exist"):
-                    hits = await _search_locked(ctx, s, sub, "create", rtype, sub.header("if-none-exist"))
+                if conditions[i]:
+                    hits = await _search_conditional(ctx, s, sub, rtype, conditions[i][2])
                     match = hits[0].id if len(hits) == 1 else None
                 sub.assigned_id = match or new_id()
                 if full_url:
                     refs[full_url] = f"{rtype}/{sub.assigned_id}"
-            elif sub.method == "PUT" and "/" not in sub.path and sub.params:
-                criteria = "&".join(f"{k}={v}" for k, v in sub.params)
-                hits = await _search_locked(ctx, s, sub, "update", rtype, criteria)
+            elif conditions[i]:  # conditional update
+                hits = await _search_conditional(ctx, s, sub, rtype, conditions[i][2])
                 target = hits[0].id if len(hits) == 1 else (sub.body or {}).get("id") or new_id()
                 if isinstance(sub.body, dict):
                     sub.body = {**sub.body, "id": target}
