@@ -22,6 +22,7 @@ from gateway.fhir.router import Router
 from gateway.formats import parse_body, render, response_format
 from gateway.security.limits import check_depth, check_raw_json_depth
 from gateway.store import open_store
+from gateway.store.base import conflicted
 
 log = logging.getLogger("gateway")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
@@ -55,7 +56,9 @@ async def to_fhir_request(ctx: GatewayContext, request: Request, path: str) -> F
     freq = FhirRequest(method, path.strip("/"), params, headers, content_type=content_type,
                        base_url=_base_url(ctx.settings, request))
     if method in ("POST", "PUT", "PATCH"):
-        raw = await _read_body(request, ctx.settings.max_body_bytes)
+        raw = getattr(request.state, "fhir_body", None)  # kept: a request may be run twice
+        if raw is None:
+            raw = request.state.fhir_body = await _read_body(request, ctx.settings.max_body_bytes)
         if method == "PATCH" or freq.path == "$process-message":
             # JSON Patch, and ADW notices (FHIR DSTU2, not R4), are read by their own handlers
             freq.raw_body = raw
@@ -207,16 +210,31 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         fmt = "json"
         try:
             fmt = response_format(request.query_params.get("_format"), request.headers.get("accept"))
-            freq = await to_fhir_request(ctx, request, path)
-            if freq.method == "HEAD":
-                freq.method = "GET"
-            resp = await ctx.router.dispatch(freq)
+            try:
+                resp = await ctx.router.dispatch(await _fhir_request(request, path))
+            except Exception as exc:
+                if conflicted(exc) != "retry":
+                    raise
+                # PostgreSQL rolled the whole request back as a deadlock victim: run it once more,
+                # from a fresh parse (the first run may have changed the parsed body)
+                log.warning("%s %s: %s; running it once more", request.method, request.url.path, exc)
+                resp = await ctx.router.dispatch(await _fhir_request(request, path))
             return http_response(resp, fmt, head=request.method == "HEAD")
         except FhirError as exc:
             return error_response(exc, fmt)
-        except Exception:  # never a stack trace or SQL in a response body
+        except Exception as exc:  # never a stack trace or SQL in a response body
+            if conflicted(exc):
+                log.warning("%s %s: %s", request.method, request.url.path, exc)
+                return error_response(FhirError(503, Issue("error", "lock-error", "The store was busy with a "
+                                      "conflicting write; nothing was changed, try again"), {"Retry-After": "1"}), fmt)
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return error_response(_internal_error(), fmt)
+
+    async def _fhir_request(request: Request, path: str) -> FhirRequest:
+        freq = await to_fhir_request(ctx, request, path)
+        if freq.method == "HEAD":
+            freq.method = "GET"
+        return freq
 
     app = GatewayApp(title="Active Recovery Gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx

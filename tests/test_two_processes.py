@@ -90,6 +90,30 @@ async def test_transactions_naming_the_same_criteria_in_opposite_orders_both_com
                 assert found.json()["total"] == 1
 
 
+async def test_transactions_updating_two_resources_in_opposite_orders_both_succeed(two_gateways):
+    """Transactions updating the same two Patients in opposite orders, sent at once to two
+    processes. On PostgreSQL they can deadlock on the resources' locks; the one PostgreSQL rolls
+    back is run once more, so every client gets its transaction (never a 500)."""
+    a, b = two_gateways
+    async with httpx.AsyncClient(timeout=30) as client:
+        ids = []
+        for name in ("Ashworth", "Brierley"):
+            r = await client.post(f"{a.base}/Patient", json={"resourceType": "Patient", "name": [{"family": name}]})
+            ids.append(r.json()["id"])
+
+        def bundle(order: list[str], given: str) -> dict:
+            return {"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": {"resourceType": "Patient", "id": pid, "name": [{"family": "X", "given": [given]}]},
+                 "request": {"method": "PUT", "url": f"Patient/{pid}"}} for pid in order]}
+
+        for n in range(4):
+            results = await asyncio.gather(client.post(f"{a.base}/", json=bundle(ids, f"a{n}")),
+                                           client.post(f"{b.base}/", json=bundle(ids[::-1], f"b{n}")))
+            assert [r.status_code for r in results] == [200, 200], [r.text for r in results]
+        for pid in ids:
+            assert (await client.get(f"{a.base}/Patient/{pid}")).json()["meta"]["versionId"] == "9"
+
+
 def test_total_is_capped_unless_accurate_is_asked(tmp_path):
     g = GatewayProcess(f"sqlite:///{tmp_path / 'cap.db'}", tmp_path, extra_env={"GATEWAY_SEARCH_TOTAL_CAP": "5"}).start()
     try:

@@ -53,6 +53,19 @@ def instant_iso(us: int) -> str:
     return f"{_second[1]}{rest // 1000:03d}+00:00"
 
 
+def conflicted(exc: BaseException) -> str | None:
+    """Why a write failed only because of another transaction, or None.
+
+    "retry": PostgreSQL chose it as the victim of a deadlock or a serialization failure (it was
+    rolled back whole, so running it again is safe); "busy": SQLite's write lock stayed taken past
+    the busy timeout (running it again would wait as long again)."""
+    if getattr(exc, "sqlstate", None) in ("40P01", "40001"):  # asyncpg's errors carry the SQLSTATE
+        return "retry"
+    if type(exc).__name__ == "OperationalError" and "database is locked" in str(exc):  # sqlite3
+        return "busy"
+    return None
+
+
 @dataclass(slots=True)
 class WriteResult:
     resource: StoredResource
