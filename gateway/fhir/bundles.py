@@ -150,7 +150,9 @@ def _conditional(sub: FhirRequest) -> tuple[str, str, str] | None:
     if sub.method == "POST" and sub.header("if-none-exist"):
         return "create", rtype, sub.header("if-none-exist")
     if sub.method == "PUT" and "/" not in sub.path and sub.params:
-        return "update", rtype, "&".join(f"{k}={v}" for k, v in sub.params)
+        # the criteria the handler searches with and locks on (crud._criteria)
+        criteria = "&".join(f"{k}={v}" for k, v in sub.params if k not in ("_format", "_pretty"))
+        return ("update", rtype, criteria) if criteria else None
     return None
 
 
