@@ -9,6 +9,7 @@ task, so a handler cannot tell whether it is part of a Bundle or a plain request
 from __future__ import annotations
 
 import contextvars
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -61,7 +62,7 @@ def conflicted(exc: BaseException) -> str | None:
     the busy timeout (running it again would wait as long again)."""
     if getattr(exc, "sqlstate", None) in ("40P01", "40001"):  # asyncpg's errors carry the SQLSTATE
         return "retry"
-    if type(exc).__name__ == "OperationalError" and "database is locked" in str(exc):  # sqlite3
+    if isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc):
         return "busy"
     return None
 
