@@ -21,6 +21,7 @@ from gateway.adapters.hl7v2.plan import lookups, plan_writes
 from gateway.pipeline.provenance import provenance_for
 from gateway.pipeline.writes import apply_transaction, find_one, move_references, write_one
 from gateway.store import inbox
+from gateway.store.base import conflicted
 
 log = logging.getLogger("gateway.hl7v2")
 DONE = ("stored", "failed", "rejected")
@@ -63,16 +64,26 @@ class Hl7v2Pipeline:
             refusal = self.feeds.refusal(msg.sending_application, msg.sending_facility, certificate)
             if refusal:
                 return await self._refuse(raw, channel, msg, sender, kind, refusal)
-        store = self.ctx.store
         try:
-            async with store.session(write=True) as s:
-                entry, seen = await inbox.receive(s, channel, sender, msg.control_id, kind, raw)
-                if seen and entry.status in DONE and entry.ack:
-                    return entry.ack  # a re-sent message changes nothing and gets the same ACK
-                return await self._process(s, entry.id, msg, raw)
-        except Exception as exc:  # unexpected: keep the message, answer AE, let an operator replay it
-            log.exception("message %s from %s failed", msg.control_id, sender)
-            return await self._record_failure(raw, channel, msg, sender, kind, exc)
+            return await self._apply(raw, channel, msg, sender, kind)
+        except Exception as exc:
+            failure = exc
+        if conflicted(failure) == "retry":  # PostgreSQL rolled it all back as a deadlock victim
+            log.warning("message %s from %s: %s; applying it once more", msg.control_id, sender, failure)
+            try:
+                return await self._apply(raw, channel, msg, sender, kind)
+            except Exception as exc:
+                failure = exc
+        # unexpected: keep the message, answer AE, let an operator replay it
+        log.error("message %s from %s failed", msg.control_id, sender, exc_info=failure)
+        return await self._record_failure(raw, channel, msg, sender, kind, failure)
+
+    async def _apply(self, raw: bytes, channel: str, msg, sender: str, kind: str) -> bytes:
+        async with self.ctx.store.session(write=True) as s:
+            entry, seen = await inbox.receive(s, channel, sender, msg.control_id, kind, raw)
+            if seen and entry.status in DONE and entry.ack:
+                return entry.ack  # a re-sent message changes nothing and gets the same ACK
+            return await self._process(s, entry.id, msg, raw)
 
     async def replay(self, entry_id: int) -> str:
         """Re-run a recorded message through the current mappings; returns its new status."""
