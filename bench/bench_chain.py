@@ -83,9 +83,11 @@ async def main() -> None:
                     ceiling = min(ceiling, time.perf_counter() - t)
             line += f"   (ceiling, hand-written SQL: {ceiling * 1000:.2f} ms)"
         print(line)
-    if store.dialect_name == "postgres":
-        await store.drop_schema()
     await store.close()
+    if store.dialect_name == "postgres":
+        from gateway.store.postgres import drop_schema
+
+        await drop_schema(url)
 
 
 if __name__ == "__main__":

@@ -154,10 +154,8 @@ class Hl7v2Pipeline:
         ack = build_ack(None, "AR", control_id=new_control_id(), errors=[err], raw_header=raw[:8192]).encode("utf-8")
         hdr = salvage_header(raw[:8192])
         sender = f"{hdr.first(3)}^{hdr.first(4)}" if hdr else ""
-        async with self.ctx.store.session(write=True) as s:
-            entry, _ = await inbox.receive(s, channel, sender, None, "unparsed", raw, "rejected")
-            await inbox.update(s, entry.id, "rejected", ack, {"errors": [_err_json(err)], "steps": {"received": _now()}})
-        return ack
+        return await self._record(raw, channel, sender, None, "unparsed", "rejected", ack,
+                                  {"errors": [_err_json(err)], "steps": {"received": _now()}})
 
     async def _refuse(self, raw: bytes, channel: str, msg, sender: str, kind: str, reason: str) -> bytes:
         """AR: this connection may not send for that feed. Recorded without its control id, so an
@@ -165,20 +163,23 @@ class Hl7v2Pipeline:
         log.warning("MLLP message %s refused: %s", msg.control_id, reason)
         err = AckError("MSH", 1, 4, "207", f"Sender not authorised: {reason}"[:200])
         ack = build_ack(msg, "AR", control_id=new_control_id(), errors=[err]).encode("utf-8")
-        async with self.ctx.store.session(write=True) as s:
-            entry, _ = await inbox.receive(s, channel, sender, None, kind, raw, "rejected")
-            await inbox.update(s, entry.id, "rejected", ack, {"errors": [_err_json(err)], "steps": {"received": _now()},
-                                                              "refused": reason, "claimedControlId": msg.control_id})
-        return ack
+        return await self._record(raw, channel, sender, None, kind, "rejected", ack,
+                                  {"errors": [_err_json(err)], "steps": {"received": _now()},
+                                   "refused": reason, "claimedControlId": msg.control_id})
 
     async def _record_failure(self, raw, channel, msg, sender, kind, exc) -> bytes:
         err = AckError("MSH", 1, None, "207", "The gateway could not apply this message; it is kept for replay")
         ack = build_ack(msg, "AE", control_id=new_control_id(), errors=[err]).encode("utf-8")
+        return await self._record(raw, channel, sender, msg.control_id, kind, "failed", ack,
+                                  {"errors": [_err_json(err), {"message": f"{type(exc).__name__}: {exc}"[:500]}],
+                                   "steps": {"received": _now()}})
+
+    async def _record(self, raw: bytes, channel: str, sender: str, control_id: str | None, kind: str,
+                      status: str, ack: bytes, detail: dict) -> bytes:
+        """A message that went no further, recorded on its own with its ACK and why."""
         async with self.ctx.store.session(write=True) as s:
-            entry, seen = await inbox.receive(s, channel, sender, msg.control_id, kind, raw, "failed")
-            detail = {"errors": [_err_json(err), {"message": f"{type(exc).__name__}: {exc}"[:500]}],
-                      "steps": {"received": _now()}}
-            await inbox.update(s, entry.id, "failed", ack, detail)
+            entry, _ = await inbox.receive(s, channel, sender, control_id, kind, raw, status)
+            await inbox.update(s, entry.id, status, ack, detail)
         return ack
 
 

@@ -147,12 +147,6 @@ class PostgresStore:
             await self.pool.close()
             self.pool = None
 
-    async def drop_schema(self) -> None:
-        """Tests: remove this store's schema entirely."""
-        if self.schema:
-            async with self.pool.acquire() as conn:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-
     @asynccontextmanager
     async def session(self, write: bool = False, alone: bool = False) -> AsyncIterator[SqlSession]:
         # `alone` (see SqliteStore.session): every PostgreSQL write session is its own transaction.
